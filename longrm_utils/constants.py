@@ -1,0 +1,103 @@
+"""One table of facts that every module and notebook shares.
+
+Nothing here is computed; each value is either a fact from the LongRM paper / the official
+Long-RewardBench release (arXiv 2510.06915, LCM-Lab/LongRM) or a course-wide setting.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+# --- Long-RewardBench facts -------------------------------------------------------------------
+TASKS = ("LongQA", "Summ", "Safety", "ICL", "Cite", "Code", "Math")
+"""The seven tasks, in the official results.csv column order."""
+
+BUCKETS = ("4k", "8k", "16k", "32k", "64k", "128k")
+"""Length buckets, stored in the record field ``ctx_length_for_length``."""
+
+SHORT_BUCKET = "short"
+"""Bucket label of the course's short set (256-512 token contexts). Never an official column."""
+
+BUCKET_TOKENS = {"short": 512, "4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768, "64k": 65536, "128k": 131072}
+"""Nominal size of each bucket in tokens (the target context length the generator aims for)."""
+
+TASKTYPES = ("PairWise", "BestOfN")
+BON_SUBTYPES = ("2", "3", "4")
+SAME_SUBTYPE = "same"
+"""Pairwise ``subtype == "same"`` is an intra-model pair; any other value is cross-model."""
+
+PAPER_TASK_COUNTS = {"LongQA": 522, "Summ": 429, "Cite": 390, "Code": 197, "ICL": 162, "Safety": 140, "Math": 60}
+PAPER_TOTAL_ITEMS = 1900
+PAPER_PAIRWISE_ITEMS = 1000
+PAPER_BON_ITEMS_PER_SIZE = 300
+
+OFFICIAL_ORDER_SEED = 42
+"""Seed the official scorer uses to shuffle candidate display order (separate from a run's seed)."""
+
+OFFICIAL_MAX_INPUT_TOKENS = 131072
+"""Inputs longer than this keep their first and last halves (official truncation policy)."""
+
+OFFICIAL_MAX_NEW_TOKENS = 2048
+MAX_RANK_ARROWS = 10
+"""An output with this many or more '>' characters is a parse failure in the official parser."""
+
+RESULT_COLUMNS = (
+    "LongQA", "Summ", "Safety", "ICL", "Cite", "Code", "Math",
+    "Same.", "Diff.", "PairWise Avg.",
+    "Rank2", "Rank3", "Rank4", "Rank Avg",
+    "4k", "8k", "16k", "32k", "64k", "128k",
+    "AVG.",
+)
+"""Official results.csv columns, in order. Bucket columns count Pairwise items only."""
+
+SLOT_LETTERS = "ABCD"
+
+# --- Course layout ------------------------------------------------------------------------------
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data"
+REFERENCE_DIR = DATA_DIR / "reference"
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+PROFILE_DIR = REPO_ROOT / "configs" / "profiles"
+
+NOTEBOOKS = (
+    "00_setup_and_tour",
+    "01_build_long_rewardbench",
+    "02_baseline_judging",
+    "03_failure_analysis",
+    "04_stage1_long_sft",
+    "05_stage2_align_generative_rm",
+    "06_stage2_align_scalar_rm",
+    "07_evaluate_longrms",
+    "08_scaling_up",
+)
+
+CPU_BUDGET_MIN = {
+    "00_setup_and_tour": 1,
+    "01_build_long_rewardbench": 2,
+    "02_baseline_judging": 4,
+    "03_failure_analysis": 2,
+    "04_stage1_long_sft": 4,
+    "05_stage2_align_generative_rm": 3,
+    "06_stage2_align_scalar_rm": 2,
+    "07_evaluate_longrms": 1,
+    "08_scaling_up": 1,
+}
+"""Planning budget (minutes) per notebook on the 2-core CPU profile (design section 5). summary.md flags overruns."""
+
+CPU_MAX_NEW_TOKENS = 64
+"""Generation cap on CPU profiles."""
+
+# Paper tables kept as CSV, with their source in each file's header comment.
+REFERENCE_TABLES = {
+    "table1": REFERENCE_DIR / "paper_table1_long_rewardbench.csv",
+    "headline": REFERENCE_DIR / "paper_headline_avg.csv",
+}
+
+# Stage II hyperparameters: the paper states two settings that disagree.
+ALIGN_MAIN_TEXT = {"V": 2, "gamma": 2.5, "beta": 0.5, "nll_weight": 0.0}
+"""Section 4.3 of the paper."""
+ALIGN_TABLE5 = {"V": 2, "gamma": 0.5, "beta": 2.5, "nll_weight": 0.05}
+"""Table 5 of the paper."""
+
+STAGE1_TABLE4 = {"learning_rate": 2e-6, "global_batch_size": 32, "warmup_ratio": 0.03,
+                 "adam_beta1": 0.9, "adam_beta2": 0.95, "bf16": True, "max_length": 131072}
+"""Stage I (SFT) hyperparameters from the paper's Table 4."""

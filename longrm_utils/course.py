@@ -1,0 +1,212 @@
+"""The papermill runner behind ``python -m longrm_utils course``.
+
+A profile (``configs/profiles/<name>.yaml``) maps notebook stems to papermill parameters::
+
+    defaults: {seed: 0, device: auto}          # merged into every notebook
+    01_build_long_rewardbench: {items_per_cell: 1}
+
+The runner checks every key against the notebook's own parameter cell (papermill only warns about
+unknown parameters), executes the notebooks in order into ``runs/<name>/``, stops at the first
+failure naming the notebook and the cell, and writes ``manifest.json`` and ``summary.{json,md}``.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .constants import CPU_BUDGET_MIN, NOTEBOOK_DIR, NOTEBOOKS, PROFILE_DIR, REPO_ROOT
+from .env import read_json, write_json, write_manifest
+
+RESERVED = ("run_dir",)
+"""Parameters the runner sets itself; every notebook declares them."""
+
+CELL_TIMEOUT_S = 1800
+
+
+class ProfileError(ValueError):
+    pass
+
+
+def profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str) -> tuple[str, dict[str, Any]]:
+    """Return (name, raw mapping). An unknown profile names the ones that exist."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = PROFILE_DIR / f"{name_or_path}.yaml"
+    if not p.exists():
+        raise ProfileError(f"unknown profile {name_or_path!r}; profiles that exist: {', '.join(profiles())}")
+    raw = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{p}: a profile is a mapping of notebook stem -> parameters")
+    for key in raw:
+        if key not in ("defaults", "env", "description", "hardware") and key not in NOTEBOOKS:
+            raise ProfileError(f"{p}: unknown notebook {key!r}; notebooks: {', '.join(NOTEBOOKS)}")
+    return p.stem, raw
+
+
+def notebook_path(stem: str) -> Path:
+    return NOTEBOOK_DIR / f"{stem}.ipynb"
+
+
+def notebook_parameters(stem: str) -> dict[str, Any]:
+    """The notebook's declared parameters: name -> {default, inferred_type_name, help}."""
+    import papermill as pm
+
+    return pm.inspect_notebook(str(notebook_path(stem)))
+
+
+def merged_parameters(raw: dict[str, Any], stem: str, run_dir: Path | None = None) -> dict[str, Any]:
+    params = dict(raw.get("defaults") or {})
+    params.update(raw.get(stem) or {})
+    if run_dir is not None:
+        params["run_dir"] = str(run_dir)
+    return params
+
+
+def check_parameters(stem: str, params: dict[str, Any], declared: dict[str, Any] | None = None) -> None:
+    """An unknown parameter is an error naming the parameter and the notebook."""
+    declared = declared if declared is not None else notebook_parameters(stem)
+    unknown = sorted(k for k in params if k not in declared)
+    if unknown:
+        raise ProfileError(f"notebook {stem}: unknown parameter(s) {', '.join(unknown)}; "
+                           f"its parameters cell declares: {', '.join(sorted(declared))}")
+
+
+def select(stems: list[str], only: str | None = None, start: str | None = None) -> list[str]:
+    def norm(x: str) -> str:
+        x = x.strip()
+        hits = [s for s in NOTEBOOKS if s == x or s.startswith(x.zfill(2) + "_")]
+        if not hits:
+            raise ProfileError(f"unknown notebook {x!r}; use a number such as 02, or a stem from {NOTEBOOKS}")
+        return hits[0]
+
+    out = list(stems)
+    if only:
+        wanted = {norm(x) for x in only.split(",") if x.strip()}
+        out = [s for s in out if s in wanted]
+    if start:
+        first = norm(start)
+        out = out[out.index(first):] if first in out else []
+    return out
+
+
+@dataclass
+class NotebookResult:
+    notebook: str
+    status: str
+    wall_s: float
+    budget_s: float | None
+    over_budget: bool
+    headline: dict
+    error: str | None = None
+
+
+def _failing_cell(nb_path: Path) -> str | None:
+    try:
+        import nbformat
+
+        nb = nbformat.read(str(nb_path), as_version=4)
+        for i, c in enumerate(nb.cells):
+            for o in c.get("outputs", []):
+                if o.get("output_type") == "error":
+                    first = (c.source.strip().splitlines() or [""])[0][:80]
+                    return f"cell {i} ({first!r}): {o.get('ename')}: {o.get('evalue')}"
+    except Exception:
+        return None
+    return None
+
+
+def run_course(profile: str = "cpu", out: str | os.PathLike = "runs/cpu", only: str | None = None,
+               start: str | None = None, budget_scale: float | None = None,
+               overrides: dict[str, dict] | None = None, progress: bool = True) -> list[NotebookResult]:
+    """Execute the selected notebooks of a profile into ``out``; returns one result per notebook run."""
+    import papermill as pm
+
+    name, raw = load_profile(profile)
+    out = Path(out)
+    if not out.is_absolute():
+        out = (Path.cwd() / out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for k, v in (raw.get("env") or {}).items():
+        os.environ[str(k)] = str(v)
+    stems = select([s for s in NOTEBOOKS if notebook_path(s).exists()], only, start)
+    plan = {}
+    for stem in stems:  # check every notebook before running any
+        params = merged_parameters(raw, stem, out)
+        for k, v in ((overrides or {}).get(stem) or {}).items():
+            params[k] = v
+        check_parameters(stem, params)
+        plan[stem] = params
+    is_cpu = name.startswith("cpu")
+    write_manifest(out, profile=name, parameters=plan, seed=(raw.get("defaults") or {}).get("seed"),
+                   device=(raw.get("defaults") or {}).get("device", "auto"))
+    summary_path = out / "summary.json"
+    previous = {r["notebook"]: r for r in read_json(summary_path)["notebooks"]} if summary_path.exists() else {}
+    results: list[NotebookResult] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(stems), desc=f"course[{name}]", unit="nb")
+    for stem in stems:
+        if bar is not None:
+            bar.set_postfix_str(stem)
+        budget = CPU_BUDGET_MIN.get(stem, 0) * 60 * (budget_scale or 1.0) if is_cpu else None
+        t0 = time.time()
+        err = None
+        out_nb = out / f"{stem}.ipynb"
+        try:
+            pm.execute_notebook(str(notebook_path(stem)), str(out_nb), parameters=plan[stem],
+                                kernel_name="python3", cwd=str(REPO_ROOT / "notebooks"),
+                                execution_timeout=CELL_TIMEOUT_S, progress_bar=False, log_output=False)
+            status = "ok"
+        except Exception as e:  # papermill raises PapermillExecutionError with the cell
+            status = "failed"
+            err = _failing_cell(out_nb) or f"{type(e).__name__}: {str(e)[:500]}"
+        wall = time.time() - t0
+        hl_path = out / "headlines" / f"{stem}.json"
+        headline = read_json(hl_path) if hl_path.exists() else {}
+        res = NotebookResult(stem, status, round(wall, 1), budget, bool(budget and wall > budget), headline, err)
+        results.append(res)
+        previous[stem] = res.__dict__
+        _write_summary(out, name, previous)
+        if bar is not None:
+            bar.update(1)
+        if status != "ok":
+            if bar is not None:
+                bar.close()
+            raise RuntimeError(f"notebook {stem} failed at {err}. Executed copy: {out_nb}")
+    if bar is not None:
+        bar.close()
+    return results
+
+
+def _write_summary(out: Path, profile: str, by_nb: dict[str, dict]) -> None:
+    rows = [by_nb[s] for s in NOTEBOOKS if s in by_nb]
+    total = sum(r["wall_s"] for r in rows)
+    write_json(out / "summary.json", {"profile": profile, "total_wall_s": round(total, 1), "notebooks": rows})
+    lines = [f"# Course run `{out.name}` (profile `{profile}`)", "",
+             f"Total wall time: {total / 60:.1f} min", "",
+             "| notebook | status | wall time | budget | headline metrics |", "|---|---|---|---|---|"]
+    for r in rows:
+        b = r.get("budget_s")
+        flag = " **over budget**" if r.get("over_budget") else ""
+        hl = ", ".join(f"{k}={_fmt(v)}" for k, v in list((r.get("headline") or {}).items())[:8])
+        lines.append(f"| {r['notebook']} | {r['status']} | {r['wall_s'] / 60:.1f} min{flag} | "
+                     f"{'' if b is None else f'{b / 60:.0f} min'} | {hl} |")
+    failed = [r for r in rows if r["status"] != "ok"]
+    for r in failed:
+        lines += ["", f"**{r['notebook']} failed:** {r.get('error')}"]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

