@@ -47,7 +47,7 @@ def load_profile(name_or_path: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise ProfileError(f"{p}: a profile is a mapping of notebook stem -> parameters")
     for key in raw:
-        if key not in ("defaults", "env", "description", "hardware") and key not in NOTEBOOKS:
+        if key not in ("defaults", "env", "description", "hardware", "smoke") and key not in NOTEBOOKS:
             raise ProfileError(f"{p}: unknown notebook {key!r}; notebooks: {', '.join(NOTEBOOKS)}")
     return p.stem, raw
 
@@ -68,6 +68,31 @@ def merged_parameters(raw: dict[str, Any], stem: str, run_dir: Path | None = Non
     params.update(raw.get(stem) or {})
     if run_dir is not None:
         params["run_dir"] = str(run_dir)
+    return params
+
+
+def swap_to_tiny(value: Any) -> Any:
+    """Replace every hub preset named in a parameter value by the tiny model of the same kind."""
+    from .models import REGISTRY, SCALAR
+
+    if value == "flash_attention_2":
+        return "sdpa"
+    if isinstance(value, str) and value in REGISTRY and REGISTRY[value].route == "hub":
+        return "tiny-rm" if REGISTRY[value].kind == SCALAR else "tiny"
+    if isinstance(value, list):
+        return [swap_to_tiny(v) for v in value]
+    if isinstance(value, dict):
+        return {k: swap_to_tiny(v) for k, v in value.items()}
+    return value
+
+
+def smoke_parameters(raw: dict[str, Any], stem: str, run_dir: Path | None = None) -> dict[str, Any]:
+    """A GPU profile's parameters made runnable on the CPU: hub presets -> tiny, device -> cpu, and the
+    profile's own ``smoke:`` block (smaller sizes) on top. The code paths stay the GPU profile's."""
+    params = {k: swap_to_tiny(v) for k, v in merged_parameters(raw, stem, run_dir).items()}
+    if "device" in params:
+        params["device"] = "cpu"
+    params.update((raw.get("smoke") or {}).get(stem) or {})
     return params
 
 
@@ -126,8 +151,13 @@ def _failing_cell(nb_path: Path) -> str | None:
 
 def run_course(profile: str = "cpu", out: str | os.PathLike = "runs/cpu", only: str | None = None,
                start: str | None = None, budget_scale: float | None = None,
-               overrides: dict[str, dict] | None = None, progress: bool = True) -> list[NotebookResult]:
-    """Execute the selected notebooks of a profile into ``out``; returns one result per notebook run."""
+               overrides: dict[str, dict] | None = None, progress: bool = True,
+               smoke: bool = False) -> list[NotebookResult]:
+    """Execute the selected notebooks of a profile into ``out``; returns one result per notebook run.
+
+    ``smoke=True`` runs a GPU profile on the CPU with its models swapped for the tiny one (see
+    :func:`smoke_parameters`), so that the GPU code paths execute in CI.
+    """
     import papermill as pm
 
     name, raw = load_profile(profile)
@@ -140,7 +170,7 @@ def run_course(profile: str = "cpu", out: str | os.PathLike = "runs/cpu", only: 
     stems = select([s for s in NOTEBOOKS if notebook_path(s).exists()], only, start)
     plan = {}
     for stem in stems:  # check every notebook before running any
-        params = merged_parameters(raw, stem, out)
+        params = smoke_parameters(raw, stem, out) if smoke else merged_parameters(raw, stem, out)
         for k, v in ((overrides or {}).get(stem) or {}).items():
             params[k] = v
         check_parameters(stem, params)

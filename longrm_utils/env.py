@@ -289,3 +289,19 @@ def check_params(notebook: str, given: dict[str, Any], allowed: dict[str, Any]) 
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise ValueError(f"notebook {notebook}: unknown parameter(s) {unknown}; known: {sorted(allowed)}")
+
+
+def quiet() -> None:
+    """Silence library chatter (load reports, advisory warnings) that buries the notebook's own output."""
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except Exception:
+        pass
+    warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)

@@ -152,9 +152,22 @@ def write_meta(path: str | os.PathLike, **meta: Any) -> None:
     (Path(path) / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
 
+def _publish(tmp: Path, out: Path) -> Path:
+    """Move a freshly written folder into place; if a concurrent build won the race, keep theirs."""
+    if (out / META_FILE).exists():
+        shutil.rmtree(out, ignore_errors=True)
+    try:
+        tmp.replace(out)
+    except OSError:
+        if not (out / META_FILE).exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 # --- the tiny model --------------------------------------------------------------------------------
 
-TINY_VERSION = "1"
+TINY_VERSION = "2"
 TINY_SPECIALS = ["<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 _WORDS = (
     "the a an of to in on for with by from at as is was are were be been has have had do does did not no yes "
@@ -220,7 +233,8 @@ def build_tiny(seed: int = 0, force: bool = False) -> Path:
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tok = _build_tiny_tokenizer(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=256, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=max(4096, len(tok)),  # unused rows when the corpus yields fewer merges
+                       hidden_size=64, intermediate_size=256, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=131072,
                       rope_theta=500000.0, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
                       eos_token_id=tok.eos_token_id, bos_token_id=None)
@@ -230,9 +244,7 @@ def build_tiny(seed: int = 0, force: bool = False) -> Path:
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     write_meta(tmp, base="tiny", kind=GENERATIVE, method="random-init", seed=seed)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)
-    return out
+    return _publish(tmp, out)
 
 
 # --- SmolLM2 from its wheel ---------------------------------------------------------------------
@@ -288,9 +300,7 @@ def smollm2_dir() -> Path:
     tok.save_pretrained(tmp)
     write_meta(tmp, base="smollm2-135m-instruct", kind=GENERATIVE, method="pretrained",
                source=f"{SMOLLM2_WHEEL}:{SMOLLM2_GGUF} (dequantized)")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.replace(out)
-    return out
+    return _publish(tmp, out)
 
 
 # --- hub access that never hangs --------------------------------------------------------------------
@@ -425,8 +435,9 @@ def load(name_or_path: str, *, kind: str | None = None, device: str = "auto", dt
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from .env import pick_device
+    from .env import pick_device, quiet
 
+    quiet()
     device = pick_device(device)
     meta = read_meta(name_or_path) or {}
     is_adapter = (Path(name_or_path) / "adapter_config.json").exists()

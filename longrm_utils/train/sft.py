@@ -1,0 +1,368 @@
+"""Stage I: long-context supervised fine-tuning of a generative judge on trl's ``SFTTrainer``.
+
+The training examples are conversational *prompt/completion* pairs (made by :mod:`.synth`):
+the prompt is the judge prompt with its long context, the completion is the judgement. trl then
+puts the loss on the completion's tokens only (``completion_only_loss``), whatever the chat
+template, which is why we do not rely on ``{% generation %}`` markers (SmolLM2 and Qwen3
+templates have none). :func:`supervised_text` shows, from the real label tensor, what is trained.
+
+Methods: ``full`` fine-tuning, ``lora``, or ``qlora`` (4-bit nf4 base + LoRA, via bitsandbytes,
+which also runs on CPU). Attention is FlashAttention-2 when it is installed and a GPU is used,
+sdpa otherwise (:func:`longrm_utils.models.resolve_attn`); packing and padding-free batching are
+switched on only with FlashAttention-2, the one backend that keeps packed sequences apart.
+
+A run resumes from the last checkpoint in ``<out>/checkpoints`` and saves the adapter or weights,
+the tokenizer, ``longrm.json``, ``sft_run.json`` and ``train_log.jsonl`` into ``<out>``
+(``RUN/models/<model_id>`` in the course).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from .. import models
+from ..constants import STAGE1_TABLE4
+
+METHODS = ("full", "lora", "qlora")
+
+
+@dataclass
+class SFTRun:
+    """One Stage I SFT run. Every field is a parameter a profile may set (``runs: [{...}]``)."""
+
+    model_id: str = "stage1-sft"
+    """Folder name under ``RUN/models/``; also the judge id of its evaluation."""
+    base: str = "tiny"
+    """Registry preset (``tiny``, ``smollm2-135m-instruct``, ``qwen3-8b`` ...) or a model folder."""
+    method: str = "lora"
+    """``full``, ``lora`` or ``qlora`` (4-bit nf4 base, LoRA on top)."""
+    lora_r: int = 16
+    """LoRA rank (ignored for ``full``)."""
+    lora_alpha: int | None = None
+    """LoRA alpha; ``None`` means ``2 * lora_r``."""
+    lora_dropout: float = 0.05
+    learning_rate: float = STAGE1_TABLE4["learning_rate"]
+    """Peak learning rate. Table 4: 2e-6 for full fine-tuning of an 8B model; LoRA and the tiny
+    random-init model need far larger rates (see :data:`PRESETS`)."""
+    max_steps: int = 40
+    """Optimizer steps (not epochs): CPU budgets are set in steps."""
+    per_device_batch_size: int = 1
+    grad_accum: int = 1
+    """Global batch = per_device_batch_size x grad_accum x GPUs. Table 4 uses 32."""
+    warmup_ratio: float = STAGE1_TABLE4["warmup_ratio"]
+    adam_beta1: float = STAGE1_TABLE4["adam_beta1"]
+    adam_beta2: float = STAGE1_TABLE4["adam_beta2"]
+    weight_decay: float = 0.0
+    lr_scheduler: str = "cosine"
+    max_length: int = STAGE1_TABLE4["max_length"]
+    """Longest prompt+judgement in tokens. Longer examples are skipped and counted, never truncated."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about 30% more time."""
+    packing: str = "auto"
+    """``auto`` (on with FlashAttention-2 only), ``on`` or ``off``. Packing with sdpa would let
+    packed examples attend to each other, so ``on`` without FlashAttention-2 is refused."""
+    attn: str = "auto"
+    """``auto``, ``flash_attention_2``, ``sdpa`` or ``eager``."""
+    dtype: str | None = None
+    """Weights dtype; ``None`` uses the registry's (bf16 on GPU, fp32 on CPU)."""
+    save_steps: int = 0
+    """Checkpoint every N steps (0: only at the end). Checkpoints make a killed run resumable."""
+    logging_steps: int = 5
+    seed: int = 0
+    expected_memory: str = ""
+    """What this run is expected to need (documentation; the planner of notebook 08 computes it)."""
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"SFTRun.method must be one of {METHODS}, got {self.method!r}")
+        if self.packing not in ("auto", "on", "off"):
+            raise ValueError(f"SFTRun.packing must be auto, on or off, got {self.packing!r}")
+        if self.max_steps < 1:
+            raise ValueError(f"SFTRun.max_steps must be >= 1, got {self.max_steps}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, preset: str | None = None) -> "SFTRun":
+        """Build from a profile mapping; an unknown key is an error that names it."""
+        known = {f.name for f in fields(cls)}
+        d = dict(d)
+        preset = d.pop("preset", preset)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown SFTRun field(s) {unknown}; known: {sorted(known)}")
+        base = asdict(PRESETS[preset]) if preset else {}
+        if preset and preset not in PRESETS:
+            raise ValueError(f"unknown SFT preset {preset!r}; have {sorted(PRESETS)}")
+        base.update(d)
+        return cls(**base)
+
+
+PRESETS: dict[str, SFTRun] = {
+    "cpu-tiny": SFTRun(
+        model_id="stage1-tiny", base="tiny", method="full", learning_rate=3e-3, max_steps=120,
+        warmup_ratio=0.05, max_length=8192 + 512, logging_steps=10,
+        expected_memory="<1.5 GB RAM at 8k tokens (385k-parameter model, sdpa, fp32)"),
+    "cpu-smollm2-lora": SFTRun(
+        model_id="stage1-smollm2", base="smollm2-135m-instruct", method="lora", lora_r=16,
+        learning_rate=5e-4, max_steps=40, warmup_ratio=0.05, max_length=2048,
+        expected_memory="about 2 GB RAM at ~300 tokens (135M fp32 base, LoRA r=16)"),
+    "gpu-qlora-24gb": SFTRun(
+        model_id="stage1-qwen3-8b-qlora", base="qwen3-8b", method="qlora", lora_r=64, learning_rate=1e-4,
+        max_steps=400, per_device_batch_size=1, grad_accum=32, max_length=32768, gradient_checkpointing=True,
+        save_steps=50, logging_steps=5,
+        expected_memory="about 20 GB on one 24 GB GPU: 5.5 GB 4-bit weights + LoRA/optimizer <1 GB + "
+                        "checkpointed activations at 32k tokens with FlashAttention-2"),
+    "gpu-full-80gb": SFTRun(
+        model_id="stage1-qwen3-8b-full", base="qwen3-8b", method="full", learning_rate=2e-6, max_steps=300,
+        per_device_batch_size=1, grad_accum=4, max_length=65536, gradient_checkpointing=True, attn="auto",
+        save_steps=50, logging_steps=5,
+        expected_memory="full 8B in bf16 needs ~16 GB weights + ~64 GB fp32 Adam states + grads: "
+                        "sharded (FSDP/ZeRO-3) over >=4 x 80 GB GPUs; activations at 64k with FA2 + checkpointing"),
+}
+"""Table 4 scaled: full fine-tuning keeps lr 2e-6; LoRA uses 1e-4 (CPU 5e-4 for 40 steps); the
+random-init tiny model needs 3e-3 to move at all within a CPU budget. Global batch 32 on the GPU
+profiles (8 GPUs x 4 for full; accumulation 32 on one GPU); 1 on CPU."""
+
+
+@dataclass
+class SFTResult:
+    out_dir: Path
+    loaded: Any
+    """The trained :class:`~longrm_utils.models.Loaded` (eval mode), ready for ``run_judge(loaded=...)``."""
+    log: list[dict]
+    n_examples: int
+    skipped: dict[str, int]
+    token_lengths: list[int]
+    wall_s: float
+    peak_mem_gib: float
+    resumed_from: str | None
+    attn: str
+    packing: bool
+    trained_params: int
+    total_params: int
+
+    def summary(self) -> dict[str, Any]:
+        losses = [r["loss"] for r in self.log if "loss" in r]
+        return {"out_dir": str(self.out_dir), "examples": self.n_examples, "skipped": self.skipped,
+                "tokens_min": min(self.token_lengths) if self.token_lengths else 0,
+                "tokens_max": max(self.token_lengths) if self.token_lengths else 0,
+                "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+                "wall_s": round(self.wall_s, 1), "peak_mem_gib": round(self.peak_mem_gib, 2),
+                "resumed_from": self.resumed_from, "attn": self.attn, "packing": self.packing,
+                "trained_params": self.trained_params, "total_params": self.total_params}
+
+
+def example_length(tokenizer, ex: dict, spec: models.ModelSpec | None = None) -> int:
+    """Tokens of prompt + completion under the model's chat template (what the trainer will see)."""
+    return len(models.chat_ids(tokenizer, list(ex["prompt"]) + list(ex["completion"]), spec,
+                               add_generation_prompt=False))
+
+
+def check_examples(examples: Sequence[dict]) -> None:
+    """Each example is ``{"prompt": [messages], "completion": [{"role": "assistant", ...}]}``."""
+    for i, ex in enumerate(examples):
+        for key in ("prompt", "completion"):
+            if not isinstance(ex.get(key), list) or not ex[key]:
+                raise ValueError(f"SFT example {i} (id={ex.get('id')!r}): field {key!r} must be a non-empty list of "
+                                 "{role, content} messages")
+        if ex["completion"][-1].get("role") != "assistant":
+            raise ValueError(f"SFT example {i} (id={ex.get('id')!r}): the completion must end with an assistant turn")
+
+
+def filter_by_length(tokenizer, examples: Sequence[dict], max_length: int,
+                     spec: models.ModelSpec | None = None) -> tuple[list[dict], list[int], dict[str, int]]:
+    """Keep examples that fit ``max_length``; returns (kept, their lengths, skip counts by reason)."""
+    kept, lengths, skipped = [], [], {}
+    for ex in examples:
+        n = example_length(tokenizer, ex, spec)
+        if n > max_length:
+            skipped["longer_than_max_length"] = skipped.get("longer_than_max_length", 0) + 1
+            continue
+        kept.append(ex)
+        lengths.append(n)
+    return kept, lengths, skipped
+
+
+def _to_dataset(examples: Sequence[dict], spec: models.ModelSpec):
+    from datasets import Dataset
+
+    rows = []
+    for ex in examples:
+        row = {"prompt": list(ex["prompt"]), "completion": list(ex["completion"])}
+        if spec.chat_template_kwargs:
+            row["chat_template_kwargs"] = dict(spec.chat_template_kwargs)
+        rows.append(row)
+    return Dataset.from_list(rows)
+
+
+def use_packing(cfg: SFTRun, attn: str) -> bool:
+    if cfg.packing == "on" and attn != "flash_attention_2":
+        raise ValueError(f"SFTRun {cfg.model_id!r}: packing='on' needs flash_attention_2 (attention is {attn!r}); "
+                         "with sdpa, packed examples would attend to each other. Use packing='auto' or 'off'.")
+    return cfg.packing == "on" or (cfg.packing == "auto" and attn == "flash_attention_2")
+
+
+def load_for_training(cfg: SFTRun, device: str = "auto") -> models.Loaded:
+    """Load the base (4-bit for QLoRA) and add a fresh LoRA adapter unless ``method == 'full'``."""
+    loaded = models.load(cfg.base, device=device, attn=cfg.attn, dtype=cfg.dtype,
+                         quantization="4bit" if cfg.method == "qlora" else None, seed=cfg.seed, trainable=True,
+                         max_context=cfg.max_length)
+    if cfg.method in ("lora", "qlora"):
+        loaded = models.add_lora(loaded, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
+                                 gradient_checkpointing=cfg.gradient_checkpointing)
+    loaded.model.train()
+    return loaded
+
+
+def sft_config(cfg: SFTRun, out_dir: Path, device: str, packing: bool):
+    """The trl ``SFTConfig`` for a run (bf16 only on a CUDA device that supports it)."""
+    import torch
+    from trl import SFTConfig
+
+    bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return SFTConfig(
+        output_dir=str(Path(out_dir) / "checkpoints"),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_ratio,
+        adam_beta1=cfg.adam_beta1,
+        adam_beta2=cfg.adam_beta2,
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.lr_scheduler,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps or cfg.max_steps,
+        save_total_limit=2,
+        bf16=bool(bf16),
+        use_cpu=device == "cpu",
+        activation_checkpointing=cfg.gradient_checkpointing,
+        max_length=cfg.max_length,
+        packing=packing,
+        padding_free=packing,
+        completion_only_loss=True,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to=[],
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+def build_trainer(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *, device: str = "auto",
+                  loaded: models.Loaded | None = None, callbacks=None):
+    """Load (unless given), filter by length, and build the ``SFTTrainer``.
+
+    Returns ``(trainer, loaded, lengths, skipped, packing)``.
+    """
+    from trl import SFTTrainer
+
+    from ..env import pick_device, quiet
+
+    quiet()
+    check_examples(examples)
+    device = pick_device(device)
+    loaded = loaded or load_for_training(cfg, device)
+    kept, lengths, skipped = filter_by_length(loaded.tokenizer, examples, cfg.max_length, loaded.spec)
+    if not kept:
+        raise ValueError(f"SFTRun {cfg.model_id!r}: all {len(examples)} examples are longer than "
+                         f"max_length={cfg.max_length} tokens; raise max_length or shorten the synthesis target")
+    packing = use_packing(cfg, loaded.attn)
+    trainer = SFTTrainer(model=loaded.model, args=sft_config(cfg, Path(out_dir), loaded.device, packing),
+                         train_dataset=_to_dataset(kept, loaded.spec), processing_class=loaded.tokenizer,
+                         callbacks=callbacks)
+    return trainer, loaded, lengths, skipped, packing
+
+
+def supervised_text(trainer, index: int = 0) -> tuple[str, str]:
+    """(the text the loss is computed on, the text it ignores) for one prepared training example."""
+    row = trainer.train_dataset[index]
+    tok = trainer.processing_class
+    on = [t for t, lab in zip(row["input_ids"], row["labels"]) if lab != -100]
+    off = [t for t, lab in zip(row["input_ids"], row["labels"]) if lab == -100]
+    return tok.decode(on), tok.decode(off)
+
+
+class _MemoryCallback:
+    """Samples peak memory at every step: CUDA allocator peak, or the process RSS on CPU."""
+
+    def __init__(self, device: str):
+        from transformers import TrainerCallback
+
+        self.device = device
+        self.peak = 0.0
+        outer = self
+
+        class CB(TrainerCallback):
+            def on_step_end(self, args, state, control, **kw):
+                outer.sample()
+
+        self.callback = CB()
+
+    def sample(self) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            self.peak = max(self.peak, torch.cuda.max_memory_allocated() / 2**30)
+        else:
+            import psutil
+
+            self.peak = max(self.peak, psutil.Process().memory_info().rss / 2**30)
+
+
+def last_checkpoint(out_dir: str | Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ck = Path(out_dir) / "checkpoints"
+    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
+
+
+def train_sft(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *, device: str = "auto",
+              loaded: models.Loaded | None = None, resume: bool = True, extra_meta: dict | None = None) -> SFTResult:
+    """Train one Stage I run and save it to ``out_dir`` (resuming from its last checkpoint)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from ..env import pick_device, seed_everything
+
+    device = pick_device(device)
+    seed_everything(cfg.seed)
+    mem = _MemoryCallback(device)
+    t0 = time.time()
+    trainer, loaded, lengths, skipped, packing = build_trainer(cfg, examples, out_dir, device=device, loaded=loaded,
+                                                               callbacks=[mem.callback])
+    resumed = last_checkpoint(out_dir) if resume else None
+    trainer.train(resume_from_checkpoint=resumed)
+    mem.sample()
+    wall = time.time() - t0
+    model = trainer.model
+    model.eval()
+    trained = replace(loaded, model=model)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_total = sum(p.numel() for p in model.parameters())
+    log = [dict(r) for r in trainer.state.log_history]
+    models.save_model(trained, out_dir, base=_base_preset(cfg.base), method=cfg.method, stage="stage1-sft",
+                      steps=trainer.state.global_step, **(extra_meta or {}))
+    (out_dir / "sft_run.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    with open(out_dir / "train_log.jsonl", "w") as f:
+        for r in log:
+            f.write(json.dumps(r) + "\n")
+    return SFTResult(out_dir, trained, log, len(lengths), skipped, lengths, wall, mem.peak, resumed, loaded.attn,
+                     packing, n_train, n_total)
+
+
+def _base_preset(base: str) -> str:
+    if base in models.REGISTRY:
+        return base
+    meta = models.read_meta(base)
+    if meta and meta.get("base") in models.REGISTRY:
+        return meta["base"]
+    return base
+
+
+def losses(log: Sequence[dict]) -> tuple[list[int], list[float]]:
+    """(steps, training losses) from a trainer log."""
+    pts = [(r["step"], r["loss"]) for r in log if "loss" in r and "step" in r]
+    return [p[0] for p in pts], [p[1] for p in pts]

@@ -1,0 +1,81 @@
+"""nbdev-style cheap checks: notebooks stripped, parameter cells, kernelspec, names, profiles."""
+import json
+import re
+
+import pytest
+import yaml
+
+from longrm_utils import constants
+from longrm_utils.course import check_parameters, load_profile, notebook_parameters, profiles, ProfileError
+
+NBS = sorted(constants.NOTEBOOK_DIR.glob("*.ipynb"))
+
+
+def test_notebooks_exist_and_follow_the_map():
+    assert NBS, "no notebooks"
+    for p in NBS:
+        assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", p.name), p.name
+        assert p.stem in constants.NOTEBOOKS, f"{p.name} is not in constants.NOTEBOOKS"
+
+
+@pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
+def test_notebook_hygiene(path):
+    nb = json.loads(path.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "outputs not stripped"
+    tagged = [c for c in nb["cells"] if "parameters" in (c.get("metadata", {}).get("tags") or [])]
+    assert len(tagged) == 1, "exactly one cell must be tagged 'parameters'"
+    params = notebook_parameters(path.stem)
+    for name in ("run_dir", "seed", "device"):
+        assert name in params, f"{path.stem} lacks the standard parameter {name!r}"
+    md = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert md.lstrip().startswith("# "), "a notebook opens with a title"
+    for heading in ("What you will learn", "Summary", "Exercises"):
+        assert heading.lower() in md.lower(), f"{path.stem} lacks a {heading!r} section"
+
+
+@pytest.mark.parametrize("profile", profiles())
+def test_profile_keys_and_types_match_notebooks(profile):
+    _, raw = load_profile(profile)
+    for stem in constants.NOTEBOOKS:
+        nb = constants.NOTEBOOK_DIR / f"{stem}.ipynb"
+        if not nb.exists():
+            continue
+        declared = notebook_parameters(stem)
+        params = dict(raw.get("defaults") or {})
+        params.update(raw.get(stem) or {})
+        check_parameters(stem, params, declared)
+        for k, v in params.items():
+            default = declared[k]["default"]
+            try:
+                dv = eval(default, {}, {})  # literal defaults from the parameters cell
+            except Exception:
+                continue
+            if dv is None or v is None:
+                continue
+            if isinstance(dv, bool) or isinstance(v, bool):
+                assert isinstance(v, bool) == isinstance(dv, bool), f"{profile}:{stem}.{k}: {v!r} vs default {dv!r}"
+            elif isinstance(dv, (int, float)):
+                assert isinstance(v, (int, float)), f"{profile}:{stem}.{k}: {v!r} is not a number"
+            elif isinstance(dv, str):
+                assert isinstance(v, str), f"{profile}:{stem}.{k}: {v!r} is not a string"
+            elif isinstance(dv, (list, dict)):
+                assert isinstance(v, type(dv)), f"{profile}:{stem}.{k}: {v!r} is not a {type(dv).__name__}"
+
+
+def test_unknown_profile_lists_existing():
+    with pytest.raises(ProfileError, match="cpu"):
+        load_profile("no-such-profile")
+
+
+def test_unknown_parameter_names_it_and_the_notebook():
+    stem = NBS[0].stem
+    with pytest.raises(ProfileError, match=rf"{stem}.*bogus_param"):
+        check_parameters(stem, {"bogus_param": 1})
+
+
+def test_profiles_describe_hardware():
+    for name in profiles():
+        raw = yaml.safe_load((constants.PROFILE_DIR / f"{name}.yaml").read_text())
+        assert "hardware" in raw and "description" in raw, name

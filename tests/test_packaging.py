@@ -1,0 +1,48 @@
+"""The one dependency list (pyproject) and the conda route stay in step; the two README commands exist."""
+import re
+import sys
+import tomllib
+
+import yaml
+
+from longrm_utils.constants import REPO_ROOT
+
+
+def _pyproject():
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_in_step_with_pyproject():
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    py = [d for d in deps if isinstance(d, str) and d.startswith("python")]
+    assert py, "environment.yml pins no python"
+    ver = py[0].split("=")[-1]
+    req = _pyproject()["project"]["requires-python"]
+    lo = tuple(int(x) for x in re.search(r">=\s*([\d.]+)", req).group(1).split("."))
+    assert tuple(int(x) for x in ver.split(".")) >= lo
+    pip = [d for d in deps if isinstance(d, dict) and "pip" in d][0]["pip"]
+    # The conda route installs exactly the project with its dev extra: no second dependency list.
+    assert pip == ["-e .[dev]"], pip
+    text = (REPO_ROOT / "environment.yml").read_text()
+    assert "python -m longrm_utils setup" in text, "environment.yml must name the same setup step as the Makefile"
+    assert "longrm_utils setup" in (REPO_ROOT / "Makefile").read_text()
+
+
+def test_pins_and_extras():
+    proj = _pyproject()["project"]
+    deps = proj["dependencies"]
+    assert "torch==2.13.0" in deps
+    assert all("==" in d for d in deps), [d for d in deps if "==" not in d]
+    assert {"dev", "gpu", "vllm", "multigpu"} <= set(proj["optional-dependencies"])
+    assert not any(d.startswith("flash-attn") for d in deps), "flash-attn must stay an optional extra"
+
+
+def test_readme_first_commands_and_ci():
+    lines = [ln.strip() for ln in (REPO_ROOT / "README.md").read_text().splitlines() if ln.strip()]
+    first = "\n".join(lines[:15])
+    assert "make course" in first and "make test" in first
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M), ".ci/run must run the README's test command unchanged"
+    mk = (REPO_ROOT / "Makefile").read_text()
+    assert "HF_HUB_OFFLINE" in mk
