@@ -101,3 +101,16 @@ ALIGN_TABLE5 = {"V": 2, "gamma": 0.5, "beta": 2.5, "nll_weight": 0.05}
 STAGE1_TABLE4 = {"learning_rate": 2e-6, "global_batch_size": 32, "warmup_ratio": 0.03,
                  "adam_beta1": 0.9, "adam_beta2": 0.95, "bf16": True, "max_length": 131072}
 """Stage I (SFT) hyperparameters from the paper's Table 4."""
+
+COURSE_MAP = {
+    "00_setup_and_tour": ("setup and tour", "what your machine can run; the tiny model and SmolLM2; a real judge ignoring the verdict format"),
+    "01_build_long_rewardbench": ("build a Long-RewardBench", "records, 7 offline task generators exact to the token, perturbations, labels, buckets, a data card"),
+    "02_baseline_judging": ("baseline judging", "generative and scalar judges in both orders; official scoring; shared-prefix scalar scoring"),
+    "03_failure_analysis": ("failure analysis", "format errors, position bias, self-contradiction, decline with length, context neglect"),
+    "04_stage1_long_sft": ("stage I: long-context SFT", "short-to-long judgement synthesis; SFT with assistant-only loss; LoRA/QLoRA/full"),
+    "05_stage2_align_generative_rm": ("stage II: align a generative RM", "consistency-voted preferences; multi-reject length-normalised loss"),
+    "06_stage2_align_scalar_rm": ("stage II: align a scalar RM", "Bradley-Terry with several rejects and a shared prefix"),
+    "07_evaluate_longrms": ("evaluate the LongRMs", "base → SFT → aligned, per task and bucket, beside the paper; short-context check"),
+    "08_scaling_up": ("scaling up", "memory planner, multi-GPU and context-parallel configs, vLLM judging, RM-guided sampling"),
+}
+"""Notebook stem -> (short title, what you learn), for the README course map and the report."""

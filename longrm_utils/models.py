@@ -541,16 +541,25 @@ def keep_ends(ids: list[int], limit: int) -> tuple[list[int], bool]:
     return ids[:half] + ids[len(ids) - (limit - half):], True
 
 
-def generate(loaded: Loaded, ids: list[int], max_new_tokens: int, *, cache=None) -> tuple[str, list[int]]:
-    """Greedy decoding from token ids; returns (text, new ids). ``cache`` is an optional KV-cache copy."""
+def generate(loaded: Loaded, ids: list[int], max_new_tokens: int, *, cache=None,
+             temperature: float = 0.0, seed: int | None = None) -> tuple[str, list[int]]:
+    """Greedy decoding from token ids; returns (text, new ids). ``cache`` is an optional KV-cache copy.
+
+    ``temperature > 0`` samples instead (seeded with ``seed`` when given), e.g. for the several
+    sampled judges of Stage II voting.
+    """
     import torch
 
     inp = torch.tensor([ids], device=loaded.device)
-    kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=False,
+    kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                                   pad_token_id=loaded.tokenizer.pad_token_id,
                                   attention_mask=torch.ones_like(inp))
+    if temperature > 0:
+        kwargs.update(temperature=temperature, top_p=1.0, top_k=0)
+        if seed is not None:
+            torch.manual_seed(seed)
     if cache is not None:
-        kwargs["past_key_values"] = cache
+        kwargs["cache"] = cache  # transformers 5: past_key_values= is deprecated
     with torch.no_grad():
         out = loaded.model.generate(inp, **kwargs)
     new = out[0, inp.shape[1]:].tolist()

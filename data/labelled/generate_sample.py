@@ -1,13 +1,15 @@
-"""Generate the raw judge outputs behind ``contradiction_sample.jsonl`` (provenance script).
+"""Generate the raw judge outputs behind the hand-labelled sample (provenance script).
 
     HF_HUB_OFFLINE=1 .venv/bin/python data/labelled/generate_sample.py
 
-SmolLM2-135M-Instruct (offline preset ``smollm2-135m-instruct``) judges 36 short pairwise items,
+SmolLM2-135M-Instruct (offline preset ``smollm2-135m-instruct``) judges 54 short pairwise items,
 greedy, at most 96 new tokens. Each item is one short passage, a question, and two answers, one
 grounded in the passage and one not; the grounded answer sits in slot A for half the items.
-Two prompt wordings are used (explain-then-verdict and verdict-then-explain) so that both
-layouts occur. The script writes ``raw_outputs.jsonl``; the labels were then added BY HAND,
-by reading each output, into ``contradiction_sample.jsonl`` (see README.md). It is kept so that
+Three prompt wordings are used (explain-then-verdict, verdict-then-explain, and a reason-then-
+``[[X]]`` request that names the assistants) so that several layouts occur. The script writes ``raw_outputs.jsonl``; the labels were then added BY HAND,
+by reading each output, into ``labels.csv`` (see README.md). ``--heldout`` writes a second batch
+(12 new passages, the first two wordings) to ``raw_outputs_heldout.jsonl``, labelled into
+``labels_heldout.csv`` only after the detector rule was frozen. It is kept so that
 the sample can be regenerated and audited; it is not run by the course.
 """
 from __future__ import annotations
@@ -54,36 +56,66 @@ FACTS = [  # (passage, question, grounded answer, ungrounded answer)
     ("Lake Serin freezes every winter, usually in late December.", "When does Lake Serin usually freeze?",
      "In late December.", "In early April."),
 ]
-# Wording 1 asks for reasoning first; wording 2 asks for the verdict first. Our own wording.
+HELDOUT_FACTS = [  # a second, held-out batch: labelled after the detector rule was frozen
+    ("The Nordvik ferry leaves at 7:40 and arrives in Sandby at 9:10.", "When does the ferry arrive in Sandby?",
+     "At 9:10.", "At 11:30."),
+    ("Professor Okafor wrote the grammar in 1998; her student Lena Hart edited it in 2010.",
+     "Who wrote the grammar?", "Professor Okafor.", "Lena Hart."),
+    ("The tower is 143 metres tall and has 38 floors.", "How many floors does the tower have?",
+     "38 floors.", "95 floors."),
+    ("Only members over 16 may use the climbing wall.", "Can a 12-year-old member use the climbing wall?",
+     "No, only members over 16 may use it.", "Yes, all members may use it."),
+    ("def g(n):\n    return n - 7", "What does g(10) return?", "It returns 3.", "It returns 17."),
+    ("The orchard grows pears on the south slope and cherries on the north slope.",
+     "What grows on the north slope?", "Cherries.", "Pears."),
+    ("The company's profit fell by 12 percent because fuel prices rose.", "Why did the profit fall?",
+     "Because fuel prices rose.", "Because sales of phones dropped."),
+    ("Room 4B holds 30 people; room 2A holds 120.", "How many people does room 2A hold?",
+     "120 people.", "30 people."),
+    ("The Verro glacier has retreated 2 km since 1950.", "How far has the Verro glacier retreated since 1950?",
+     "2 km.", "40 km."),
+    ("The library lends e-readers for three weeks and printed books for six weeks.",
+     "How long can you borrow an e-reader?", "Three weeks.", "Six weeks."),
+    ("The parade starts at the town hall and ends at the harbour.", "Where does the parade end?",
+     "At the harbour.", "At the train station."),
+    ("Captain Ruiz commanded the ship; the navigator was Ben Okoro.", "Who commanded the ship?",
+     "Captain Ruiz.", "Ben Okoro."),
+]
+# Wording 0 asks for reasoning first, wording 1 for the verdict first, wording 2 names the assistants
+# and asks for the official [[X]] at the end. Our own wording.
 PROMPTS = [
     ("Read the passage and the question, then compare two answers.\n\nPassage: {p}\n\nQuestion: {q}\n\n"
      "Answer A: {a}\nAnswer B: {b}\n\nExplain in one or two sentences which answer is correct according to the "
      "passage, then give your verdict as [[A]] or [[B]]."),
     ("You are a judge. Passage: {p}\nQuestion: {q}\n[Answer A] {a}\n[Answer B] {b}\n"
      "Give your verdict first as [[A]] or [[B]], then a short reason."),
+    ("Passage: {p}\n\nQuestion: {q}\n\nAssistant A answered: {a}\nAssistant B answered: {b}\n\n"
+     "Which assistant is supported by the passage? Say why, and end your reply with exactly [[A]] or [[B]]."),
 ]
 
 
-def items(seed: int = 0) -> list[dict]:
+def items(seed: int = 0, heldout: bool = False) -> list[dict]:
     rng = random.Random(seed)
     out = []
-    for i, (p, q, good, bad) in enumerate(FACTS):
-        for w, tmpl in enumerate(PROMPTS):
+    facts, wordings = (HELDOUT_FACTS, PROMPTS[:2]) if heldout else (FACTS, PROMPTS)
+    for i, (p, q, good, bad) in enumerate(facts):
+        for w, tmpl in enumerate(wordings):
             good_slot = "A" if (i + w) % 2 == 0 else "B"
             a, b = (good, bad) if good_slot == "A" else (bad, good)
-            out.append({"sid": f"s{i:02d}w{w}", "passage": p, "question": q, "answer_a": a, "answer_b": b,
+            out.append({"sid": f"{'h' if heldout else 's'}{i:02d}w{w}", "passage": p, "question": q, "answer_a": a, "answer_b": b,
                         "correct": good_slot, "wording": w, "prompt": tmpl.format(p=p, q=q, a=a, b=b)})
     rng.shuffle(out)
     return out
 
 
-def main(out: Path = Path(__file__).with_name("raw_outputs.jsonl"), max_new_tokens: int = 96) -> None:
+def main(heldout: bool = False, max_new_tokens: int = 96) -> None:
+    out = Path(__file__).with_name("raw_outputs_heldout.jsonl" if heldout else "raw_outputs.jsonl")
     from longrm_utils import models
 
     loaded = models.load("smollm2-135m-instruct", device="cpu")
     rows = []
     t0 = time.time()
-    for it in items():
+    for it in items(heldout=heldout):
         ids = models.chat_ids(loaded.tokenizer, [{"role": "user", "content": it["prompt"]}], loaded.spec)
         text, _ = models.generate(loaded, ids, max_new_tokens)
         rows.append(dict(it, raw=text, model="smollm2-135m-instruct", max_new_tokens=max_new_tokens,
@@ -94,4 +126,6 @@ def main(out: Path = Path(__file__).with_name("raw_outputs.jsonl"), max_new_toke
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(heldout="--heldout" in sys.argv[1:])

@@ -1,0 +1,363 @@
+"""Judge backends: heuristics, scalar RMs with shared-prefix scoring, HF generate, optional vLLM.
+
+Every backend answers one question, :meth:`judge_item`: given an item and its display orders
+(pass 0, and pass 1 = reversed), return one :class:`PassResult` per order. Working per item lets a
+backend share work across orders and candidates:
+
+* **Scalar RMs** score each *answer* once (a score does not depend on where it is displayed), and
+  with ``shared_prefix=True`` encode the common token prefix of all candidates (chat header, task
+  prompt and long context) once, then run each candidate's suffix on that KV cache, cropping the
+  cache back after each one. The pooled token is the last non-pad token, exactly as
+  ``AutoModelForSequenceClassification`` pools. Scores equal full-sequence scoring within
+  :data:`SHARED_PREFIX_RTOL` (float32 on CPU; tested on tiny and SmolLM2).
+* **Generative judges** prefill the longest common token prefix of the two orders' prompts once
+  (the context comes before the responses in our templates) and generate each order from it.
+* **Pointwise judges** generate one ``[Score: N]`` per answer from the shared context prefix and
+  reuse those scores for both orders.
+"""
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .. import models
+from . import parse, prompts
+
+SHARED_PREFIX_RTOL = 1e-4
+"""Stated tolerance: |shared - full| <= SHARED_PREFIX_ATOL + SHARED_PREFIX_RTOL * |full| (float32)."""
+SHARED_PREFIX_ATOL = 1e-4
+HEURISTICS = ("random", "longer", "overlap")
+
+
+@dataclass
+class ItemView:
+    """What a backend needs from a benchmark record."""
+
+    rec: dict
+    answers: list[str]
+    """Responses best first (``bench.schema.answers``)."""
+    messages: list[dict]
+    """The record's ``prompt_template``."""
+    context: str
+    """The long context alone (for the overlap heuristic)."""
+
+    @property
+    def pairwise(self) -> bool:
+        return self.rec.get("tasktype") == "PairWise"
+
+    @property
+    def n(self) -> int:
+        return len(self.answers)
+
+
+@dataclass
+class PassResult:
+    raw: Any
+    ranking: list[int] | None
+    parse_error: str | None = None
+    strict_error: str | None = None
+    slot_scores: list[float] | None = None
+    tie: bool = False
+    truncated: bool = False
+    prompt_tokens: int = 0
+    timing: dict = field(default_factory=dict)
+
+
+def lcp(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the longest common prefix of token sequences."""
+    if not seqs:
+        return 0
+    n = min(len(s) for s in seqs)
+    first = seqs[0]
+    for i in range(n):
+        t = first[i]
+        if any(s[i] != t for s in seqs[1:]):
+            return i
+    return n
+
+
+def _ranked(slot_scores: list[float | None], raw: Any, *, strict_error: str | None = None,
+            truncated: bool = False, prompt_tokens: int = 0, timing: dict | None = None) -> PassResult:
+    if any(s is None for s in slot_scores):
+        return PassResult(raw, None, "no_score", strict_error or "no_score", slot_scores, False, truncated,
+                          prompt_tokens, timing or {})
+    return PassResult(raw, parse.rank_by_scores(slot_scores), None, strict_error, slot_scores,
+                      parse.has_tie(slot_scores), truncated, prompt_tokens, timing or {})
+
+
+# --- heuristics -----------------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+
+
+def overlap_score(response: str, context: str) -> float:
+    """Share of the response's distinct words that occur in the context (0 for an empty response)."""
+    words = {w.lower() for w in _WORD.findall(response)}
+    if not words:
+        return 0.0
+    ctx = {w.lower() for w in _WORD.findall(context)}
+    return len(words & ctx) / len(words)
+
+
+class HeuristicJudge:
+    """Reference baselines: ``random`` (a seeded shuffle per item and pass), ``longer`` (more
+    characters wins), ``overlap`` (more of the response's words appear in the context)."""
+
+    kind = "heuristic"
+
+    def __init__(self, name: str, seed: int = 42):
+        if name not in HEURISTICS:
+            raise ValueError(f"unknown heuristic {name!r}; have {HEURISTICS}")
+        self.name, self.seed = name, seed
+
+    def judge_item(self, item: ItemView, orders: list[list[int]]) -> list[PassResult]:
+        t0 = time.perf_counter()
+        out = []
+        if self.name == "random":
+            for k, order in enumerate(orders):
+                rng = random.Random(f"random|{self.seed}|{item.rec['task']}|{item.rec['id']}|{k}")
+                ranking = list(range(len(order)))
+                rng.shuffle(ranking)
+                out.append(PassResult(None, ranking))
+        else:
+            fn = (lambda a: float(len(a))) if self.name == "longer" else (lambda a: overlap_score(a, item.context))
+            scores = [fn(a) for a in item.answers]
+            out = [_ranked([scores[o] for o in order], [scores[o] for o in order]) for order in orders]
+        dt = time.perf_counter() - t0
+        for r in out:
+            r.timing = {"total_s": dt / len(out)}
+        return out
+
+
+# --- scalar RMs -----------------------------------------------------------------------------------
+
+def _parts(model):
+    """(backbone, score head) of a sequence-classification model, through a PEFT wrapper if any."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not hasattr(m, "score"):
+        raise TypeError(f"{type(m).__name__} has no `score` head; load the judge with kind='scalar'")
+    return getattr(m, m.base_model_prefix), m.score
+
+
+def pool_index(ids: Sequence[int], pad_id: int | None) -> int:
+    """Index of the token a sequence-classification head pools: the last one that is not padding."""
+    if pad_id is None:
+        return len(ids) - 1
+    for i in range(len(ids) - 1, -1, -1):
+        if ids[i] != pad_id:
+            return i
+    return len(ids) - 1
+
+
+def _pad_id(loaded: models.Loaded) -> int | None:
+    m = loaded.model.get_base_model() if hasattr(loaded.model, "get_base_model") else loaded.model
+    pid = m.config.get_text_config().pad_token_id if hasattr(m.config, "get_text_config") else m.config.pad_token_id
+    return pid
+
+
+def score_full(loaded: models.Loaded, seqs: Sequence[Sequence[int]], *, batch_size: int = 1,
+               padding_side: str = "right") -> list[float]:
+    """Score each full sequence independently (batched with padding, mask and explicit positions)."""
+    import torch
+
+    body, head = _parts(loaded.model)
+    pad = _pad_id(loaded)
+    pad_fill = pad if pad is not None else 0
+    out: list[float] = []
+    for b in range(0, len(seqs), batch_size):
+        chunk = [list(s) for s in seqs[b:b + batch_size]]
+        L = max(len(s) for s in chunk)
+        ids, mask, pidx = [], [], []
+        for s in chunk:
+            k = L - len(s)
+            if padding_side == "left":
+                ids.append([pad_fill] * k + s), mask.append([0] * k + [1] * len(s))
+                pidx.append(k + pool_index(s, pad))
+            else:
+                ids.append(s + [pad_fill] * k), mask.append([1] * len(s) + [0] * k)
+                pidx.append(pool_index(s, pad))
+        ids_t = torch.tensor(ids, device=loaded.device)
+        mask_t = torch.tensor(mask, device=loaded.device)
+        pos = (mask_t.cumsum(-1) - 1).clamp(min=0)
+        with torch.no_grad():
+            h = body(input_ids=ids_t, attention_mask=mask_t if len(chunk) > 1 else None,
+                     position_ids=pos, use_cache=False).last_hidden_state
+            sel = h[torch.arange(len(chunk), device=h.device), torch.tensor(pidx, device=h.device)]
+            out += [float(x) for x in head(sel).float()[:, 0].cpu()]
+    return out
+
+
+def score_shared_prefix(loaded: models.Loaded, seqs: Sequence[Sequence[int]], *,
+                        prefix_len: int | None = None) -> tuple[list[float], int]:
+    """Encode the common prefix once, score each candidate's suffix from its KV cache.
+
+    Returns (scores, prefix tokens reused). The prefix stops before every pooled token, so each
+    candidate's suffix is non-empty and holds the token the head reads.
+    """
+    import torch
+
+    pad = _pad_id(loaded)
+    pidx = [pool_index(s, pad) for s in seqs]
+    P = lcp(seqs) if prefix_len is None else prefix_len
+    P = min(P, min(pidx))
+    if P <= 0 or len(seqs) < 2:
+        return score_full(loaded, seqs), 0
+    body, head = _parts(loaded.model)
+    scores = []
+    with torch.no_grad():
+        cache = body(input_ids=torch.tensor([list(seqs[0][:P])], device=loaded.device), use_cache=True).cache
+        for s, pi in zip(seqs, pidx):
+            o = body(input_ids=torch.tensor([list(s[P:])], device=loaded.device), cache=cache, use_cache=True)
+            scores.append(float(head(o.last_hidden_state[0, pi - P]).float()[0]))
+            cache.crop(P - cache.get_seq_length())
+    return scores, P
+
+
+class ScalarJudge:
+    kind = "scalar"
+
+    def __init__(self, loaded: models.Loaded, *, max_input_tokens: int, shared_prefix: bool = True,
+                 batch_size: int = 1):
+        _parts(loaded.model)
+        self.loaded, self.limit, self.shared, self.batch_size = loaded, max_input_tokens, shared_prefix, batch_size
+
+    def candidate_ids(self, item: ItemView) -> tuple[list[list[int]], list[bool]]:
+        seqs, trunc = [], []
+        for a in item.answers:
+            ids = models.chat_ids(self.loaded.tokenizer, prompts.scalar_messages(item.messages, a),
+                                  self.loaded.spec, add_generation_prompt=False)
+            ids, t = models.keep_ends(ids, self.limit)
+            seqs.append(ids), trunc.append(t)
+        return seqs, trunc
+
+    def judge_item(self, item: ItemView, orders: list[list[int]]) -> list[PassResult]:
+        t0 = time.perf_counter()
+        seqs, trunc = self.candidate_ids(item)
+        if self.shared:
+            scores, P = score_shared_prefix(self.loaded, seqs)
+        else:
+            scores, P = score_full(self.loaded, seqs, batch_size=self.batch_size), 0
+        dt = time.perf_counter() - t0
+        out = []
+        for k, order in enumerate(orders):
+            slot = [scores[o] for o in order]
+            out.append(_ranked(slot, slot, truncated=any(trunc), prompt_tokens=max(len(s) for s in seqs),
+                               timing={"total_s": dt if k == 0 else 0.0, "prefix_tokens": P,
+                                       "tokens": sum(len(s) for s in seqs)}))
+        return out
+
+
+# --- generative judges ----------------------------------------------------------------------------
+
+class HFGenerativeJudge:
+    """Greedy HF ``generate``; the common prefix of the prompts is prefilled once and reused."""
+
+    kind = "generative"
+
+    def __init__(self, loaded: models.Loaded, *, templates: prompts.Templates, max_new_tokens: int,
+                 max_input_tokens: int, reuse_cache: bool = True):
+        self.loaded, self.t, self.max_new = loaded, templates, max_new_tokens
+        self.limit, self.reuse = max_input_tokens, reuse_cache
+
+    def prompt_ids(self, messages: list[dict]) -> tuple[list[int], bool]:
+        ids = models.chat_ids(self.loaded.tokenizer, messages, self.loaded.spec)
+        return models.keep_ends(ids, self.limit)
+
+    def generate_many(self, seqs: list[list[int]]) -> tuple[list[tuple[str, int]], dict]:
+        """Generate for each prompt; returns [(text, new tokens)] and timings (prefill, per prompt)."""
+        import torch
+
+        P = min(lcp(seqs), min(len(s) for s in seqs) - 1) if len(seqs) > 1 and self.reuse else 0
+        timing: dict[str, Any] = {"prefill_s": 0.0, "prefix_tokens": max(P, 0), "gen_s": []}
+        cache = None
+        if P > 0:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                cache = self.loaded.model(input_ids=torch.tensor([seqs[0][:P]], device=self.loaded.device),
+                                          use_cache=True).cache
+            timing["prefill_s"] = time.perf_counter() - t0
+        outs = []
+        for s in seqs:
+            t0 = time.perf_counter()
+            text, new = models.generate(self.loaded, s, self.max_new, cache=cache)
+            if cache is not None:
+                cache.crop(P - cache.get_seq_length())
+            timing["gen_s"].append(time.perf_counter() - t0)
+            outs.append((text, len(new)))
+        return outs, timing
+
+    def judge_item(self, item: ItemView, orders: list[list[int]]) -> list[PassResult]:
+        seqs, trunc = [], []
+        for order in orders:
+            msgs = prompts.judge_messages(self.t, item.messages, [item.answers[o] for o in order],
+                                          pairwise=item.pairwise)
+            ids, t = self.prompt_ids(msgs)
+            seqs.append(ids), trunc.append(t)
+        outs, tm = self.generate_many(seqs)
+        res = []
+        for k, ((text, n_new), ids, t) in enumerate(zip(outs, seqs, trunc)):
+            off = parse.parse_verdict(text, item.n, pairwise=item.pairwise, mode=parse.OFFICIAL)
+            strict = parse.parse_verdict(text, item.n, pairwise=item.pairwise, mode=parse.STRICT)
+            pre = tm["prefill_s"] if k == 0 else 0.0
+            res.append(PassResult(text, off.ranking, off.error, strict.error, None, False, t, len(ids),
+                                  {"total_s": pre + tm["gen_s"][k], "prefill_s": pre, "gen_s": tm["gen_s"][k],
+                                   "new_tokens": n_new, "prefix_tokens": tm["prefix_tokens"]}))
+        return res
+
+
+class PointwiseJudge(HFGenerativeJudge):
+    """``[Analysis] ... [Score: N]`` for each answer from the shared context; ranks by score."""
+
+    kind = "pointwise"
+
+    def judge_item(self, item: ItemView, orders: list[list[int]]) -> list[PassResult]:
+        seqs, trunc = [], []
+        for a in item.answers:
+            ids, t = self.prompt_ids(prompts.pointwise_messages(self.t, item.messages, a))
+            seqs.append(ids), trunc.append(t)
+        outs, tm = self.generate_many(seqs)
+        texts = [o[0] for o in outs]
+        parsed = [parse.parse_score(x, parse.OFFICIAL) for x in texts]
+        strict = [parse.parse_score(x, parse.STRICT) for x in texts]
+        strict_err = next((e for _, e in strict if e), None)
+        scores = [s for s, _ in parsed]
+        total = tm["prefill_s"] + sum(tm["gen_s"])
+        res = []
+        for k, order in enumerate(orders):
+            res.append(_ranked([scores[o] for o in order], [texts[o] for o in order], strict_error=strict_err,
+                               truncated=any(trunc), prompt_tokens=max(len(s) for s in seqs),
+                               timing={"total_s": total if k == 0 else 0.0, "prefill_s": tm["prefill_s"] if k == 0
+                                       else 0.0, "new_tokens": sum(o[1] for o in outs) if k == 0 else 0,
+                                       "prefix_tokens": tm["prefix_tokens"]}))
+        return res
+
+
+class VLLMGenerativeJudge(HFGenerativeJudge):
+    """vLLM with automatic prefix caching (the context's KV blocks are reused across orders).
+
+    Imported only when ``vllm`` is installed (``pip install '.[vllm]'``); CUDA only. Prompts are
+    built with the HF tokenizer's chat template, exactly as for the HF backend.
+    """
+
+    def __init__(self, folder: str, tokenizer, spec: models.ModelSpec, *, templates: prompts.Templates,
+                 max_new_tokens: int, max_input_tokens: int, quantization: str | None = None):
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as e:
+            raise ImportError("backend='vllm' needs the vllm package: pip install '.[vllm]' (CUDA only)") from e
+        self.llm = LLM(model=folder, tokenizer=folder, enable_prefix_caching=True,
+                       max_model_len=max_input_tokens + max_new_tokens,
+                       quantization="bitsandbytes" if quantization == "4bit" else None)
+        self.sp = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        self.loaded = models.Loaded(None, tokenizer, spec, "cuda", "vllm")
+        self.t, self.max_new, self.limit, self.reuse = templates, max_new_tokens, max_input_tokens, True
+
+    def generate_many(self, seqs: list[list[int]]) -> tuple[list[tuple[str, int]], dict]:
+        t0 = time.perf_counter()
+        res = self.llm.generate([{"prompt_token_ids": s} for s in seqs], self.sp, use_tqdm=False)
+        dt = time.perf_counter() - t0
+        outs = [(r.outputs[0].text, len(r.outputs[0].token_ids)) for r in res]
+        return outs, {"prefill_s": 0.0, "prefix_tokens": lcp(seqs), "gen_s": [dt / len(seqs)] * len(seqs)}

@@ -1,0 +1,354 @@
+"""Scoring: predictions in, tables out. Pure functions over plain dicts; no model imports.
+
+The prediction lines follow design.md section 7 (one line per item and pass). Two outputs:
+
+* :func:`official_row` -- one wide row in percent with ``constants.RESULT_COLUMNS``, from pass 0
+  only, computed as the official scorer does: the per-item score is the share of display slots
+  whose predicted rank equals the true rank (0 on a failure); ``PairWise Avg.``, ``Rank Avg`` and
+  ``AVG.`` are micro averages over items. Task columns and length columns count PairWise items
+  (the paper's Table 1 groups them under pairwise comparison); ``RankK`` count BestOfN items with
+  K candidates. A column with no items is NaN (an empty cell in ``results.csv``), never 0.
+* :func:`extended_metrics` -- the metrics the official scorer does not report: two-order accuracy,
+  consistent accuracy, first-slot and position-bias rates, parse failures (official and strict),
+  truncations, errors, ties, top-1 BestOfN accuracy, per task / bucket / format, with bootstrap
+  95% intervals that resample items (not lines).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..constants import BUCKETS, RESULT_COLUMNS, SAME_SUBTYPE, TASKS
+
+N_BOOT = 1000
+BOOT_SEED = 0
+
+
+# --- per item -------------------------------------------------------------------------------------
+
+def item_score(ranking: Sequence[int] | None, order: Sequence[int]) -> float:
+    """Share of display slots with ``ranking[j] == order[j]``; 0 for a missing or malformed ranking."""
+    if ranking is None or len(ranking) != len(order) or not order:
+        return 0.0
+    return sum(int(r == o) for r, o in zip(ranking, order)) / len(order)
+
+
+def top1_correct(ranking: Sequence[int] | None, order: Sequence[int]) -> bool:
+    """The slot ranked first holds the true best answer (``order[j] == 0``)."""
+    if ranking is None or len(ranking) != len(order):
+        return False
+    return any(r == 0 and o == 0 for r, o in zip(ranking, order))
+
+
+def is_pairwise(p: dict) -> bool:
+    return p.get("tasktype") == "PairWise"
+
+
+def item_key(p: dict) -> tuple[str, str]:
+    return (str(p["task"]), str(p["id"]))
+
+
+def group_items(preds: Iterable[dict]) -> "OrderedDict[tuple[str, str], dict[int, dict]]":
+    """(task, id) -> {pass: line}, in first-seen order. A duplicate (task, id, pass) is an error."""
+    items: OrderedDict[tuple[str, str], dict[int, dict]] = OrderedDict()
+    for i, p in enumerate(preds):
+        for f in ("task", "id", "tasktype", "pass", "order", "score"):
+            if f not in p:
+                raise ValueError(f"prediction line {i + 1}: missing field {f!r}")
+        d = items.setdefault(item_key(p), {})
+        if int(p["pass"]) in d:
+            raise ValueError(f"prediction line {i + 1}: duplicate (task, id, pass) = {item_key(p) + (p['pass'],)}")
+        d[int(p["pass"])] = p
+    return items
+
+
+# --- the official row ---------------------------------------------------------------------------
+
+def _pct(xs: list[float]) -> float:
+    return 100.0 * sum(xs) / len(xs) if xs else math.nan
+
+
+def official_row(preds: Iterable[dict]) -> "OrderedDict[str, float]":
+    p0 = [p for p in preds if int(p["pass"]) == 0]
+    pw = [p for p in p0 if is_pairwise(p)]
+    bon = [p for p in p0 if not is_pairwise(p)]
+    row: OrderedDict[str, float] = OrderedDict()
+    for t in TASKS:
+        row[t] = _pct([p["score"] for p in pw if p["task"] == t])
+    row["Same."] = _pct([p["score"] for p in pw if str(p.get("subtype")) == SAME_SUBTYPE])
+    row["Diff."] = _pct([p["score"] for p in pw if str(p.get("subtype")) != SAME_SUBTYPE])
+    row["PairWise Avg."] = _pct([p["score"] for p in pw])
+    for k in ("2", "3", "4"):
+        row[f"Rank{k}"] = _pct([p["score"] for p in bon if str(p.get("subtype")) == k])
+    row["Rank Avg"] = _pct([p["score"] for p in bon])
+    for b in BUCKETS:
+        row[b] = _pct([p["score"] for p in pw if p.get("ctx_length_for_length") == b])
+    row["AVG."] = _pct([p["score"] for p in p0])
+    assert tuple(row) == RESULT_COLUMNS
+    return row
+
+
+def write_results_csv(row: dict, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(RESULT_COLUMNS)
+        w.writerow(["" if (v is None or (isinstance(v, float) and math.isnan(v))) else f"{v:.2f}"
+                    for v in (row[c] for c in RESULT_COLUMNS)])
+    return path
+
+
+def read_results_csv(path: str | Path) -> dict[str, float]:
+    with open(path, newline="") as f:
+        r = list(csv.reader(f))
+    return {c: (float(v) if v != "" else math.nan) for c, v in zip(r[0], r[1])}
+
+
+# --- extended metrics -----------------------------------------------------------------------------
+
+def _per_item(passes: dict[int, dict]) -> dict[str, Any]:
+    """Per-item values the group metrics average (None where undefined)."""
+    p0 = passes.get(0)
+    both = [passes[k] for k in sorted(passes)]
+    first = p0 or both[0]
+    pw = is_pairwise(first)
+    two = 0 in passes and 1 in passes
+    out: dict[str, Any] = {
+        "pairwise": pw,
+        "official": float(p0["score"]) if p0 else None,
+        "both": sum(float(p["score"]) for p in both) / len(both),
+        "top1": (float(top1_correct(p0.get("ranking"), p0["order"])) if (p0 and not pw) else None),
+        "consistent": None, "bias": None,
+    }
+    if two:
+        a, b = passes[0], passes[1]
+        if pw:
+            out["consistent"] = float(a["score"] == 1 and b["score"] == 1)
+            if a.get("ranking") is not None and b.get("ranking") is not None:
+                out["bias"] = float(a["ranking"][0] == b["ranking"][0])
+        else:
+            out["consistent"] = float(top1_correct(a.get("ranking"), a["order"])
+                                      and top1_correct(b.get("ranking"), b["order"]))
+    return out
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = N_BOOT, seed: int = BOOT_SEED,
+                 alpha: float = 0.05) -> list[float] | None:
+    """Percentile interval of the mean, resampling the given per-item values with replacement."""
+    import numpy as np
+
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return [round(float(lo), 6), round(float(hi), 6)]
+
+
+def group_metrics(items: list[dict[int, dict]], *, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict[str, Any]:
+    """Metrics of one group of items (fractions in 0..1; counts are integers)."""
+    per = [_per_item(ps) for ps in items]
+    lines = [p for ps in items for p in ps.values()]
+    pw_lines = [p for p in lines if is_pairwise(p) and p.get("ranking") is not None]
+
+    def col(key: str) -> list[float]:
+        return [x[key] for x in per if x[key] is not None]
+
+    out: dict[str, Any] = {"n_items": len(items), "n_lines": len(lines)}
+    for key, name in (("official", "acc_official"), ("both", "acc_two_order"),
+                      ("consistent", "acc_consistent"), ("top1", "top1_bon")):
+        vals = col(key)
+        out[name] = _mean(vals)
+        out[name + "_ci95"] = bootstrap_ci(vals, n_boot, seed) if n_boot else None
+    out["first_slot_rate"] = _mean([float(p["ranking"][0] == 0) for p in pw_lines])
+    out["bias_rate"] = _mean(col("bias"))
+    out["n_bias_pairs"] = len(col("bias"))
+    out["parse_failure_rate"] = _mean([float(p.get("parse_error") is not None and not p.get("error"))
+                                       for p in lines])
+    out["strict_failure_rate"] = _mean([float(p.get("strict_error") is not None and not p.get("error"))
+                                        for p in lines])
+    out["parse_failures"] = sum(1 for p in lines if p.get("parse_error") is not None and not p.get("error"))
+    out["truncated_lines"] = sum(1 for p in lines if p.get("truncated"))
+    out["truncated_items"] = sum(1 for ps in items if any(p.get("truncated") for p in ps.values()))
+    out["errors"] = sum(1 for p in lines if p.get("error"))
+    out["error_items"] = sum(1 for ps in items if any(p.get("error") for p in ps.values()))
+    out["ties"] = sum(1 for p in lines if p.get("tie"))
+    return out
+
+
+def extended_metrics(preds: Sequence[dict], *, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict[str, Any]:
+    items = group_items(preds)
+    vals = list(items.values())
+
+    def first(ps: dict[int, dict]) -> dict:
+        return ps.get(0) or ps[min(ps)]
+
+    def by(keyf, subset=None) -> dict[str, Any]:
+        groups: dict[str, list] = {}
+        for ps in (subset if subset is not None else vals):
+            groups.setdefault(str(keyf(first(ps))), []).append(ps)
+        return {k: group_metrics(v, n_boot=n_boot, seed=seed) for k, v in groups.items()}
+
+    bucket_order = {b: i for i, b in enumerate(("short",) + BUCKETS)}
+    task_order = {t: i for i, t in enumerate(TASKS)}
+    bon = [ps for ps in vals if not is_pairwise(first(ps))]
+    pw = [ps for ps in vals if is_pairwise(first(ps))]
+
+    def ordered(d: dict, order: dict) -> dict:
+        return dict(sorted(d.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+    return {
+        "n_items": len(vals),
+        "n_lines": sum(len(ps) for ps in vals),
+        "passes": sorted({k for ps in vals for k in ps}),
+        "overall": group_metrics(vals, n_boot=n_boot, seed=seed),
+        "by_tasktype": {"PairWise": group_metrics(pw, n_boot=n_boot, seed=seed),
+                        "BestOfN": group_metrics(bon, n_boot=n_boot, seed=seed)},
+        "by_task": ordered(by(lambda p: p["task"]), task_order),
+        "by_bucket": ordered(by(lambda p: p.get("ctx_length_for_length")), bucket_order),
+        "pairwise_by_bucket": ordered(by(lambda p: p.get("ctx_length_for_length"), pw), bucket_order),
+        "bon_by_bucket": ordered(by(lambda p: p.get("ctx_length_for_length"), bon), bucket_order),
+        "bon_by_size": by(lambda p: f"Rank{p.get('subtype')}", bon),
+    }
+
+
+def score_predictions(preds: Sequence[dict], **kw: Any) -> tuple[dict, dict]:
+    """(official row, extended metrics); the metrics carry the official row under ``results``."""
+    preds = list(preds)
+    group_items(preds)  # validates fields and duplicates
+    row = official_row(preds)
+    metrics = extended_metrics(preds, **kw)
+    metrics["results"] = {k: (None if math.isnan(v) else round(v, 4)) for k, v in row.items()}
+    return row, metrics
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+def read_predictions(path: str | Path) -> list[dict]:
+    out = []
+    with open(path) as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: line {i} is not valid JSON ({e})") from None
+    return out
+
+
+def timing_summary(path: str | Path) -> dict[str, Any] | None:
+    p = Path(path)
+    if not p.exists():
+        return None
+    rows = [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]
+    if not rows:
+        return None
+    tot = [r.get("total_s", 0.0) for r in rows]
+    return {"lines": len(rows), "total_s": round(sum(tot), 3), "mean_s_per_line": round(sum(tot) / len(tot), 4)}
+
+
+def score_file(predictions_path: str | Path, out_dir: str | Path | None = None, *,
+               extra: dict | None = None, **kw: Any) -> dict:
+    """Recompute ``results.csv`` and ``metrics.json`` in ``out_dir`` from a predictions file alone.
+
+    ``run_config.json`` and ``timings.jsonl`` beside the predictions, when present, are summarised
+    into the metrics under ``run`` and ``timing``; they never change the scores.
+    """
+    predictions_path = Path(predictions_path)
+    out_dir = Path(out_dir) if out_dir is not None else predictions_path.parent
+    preds = read_predictions(predictions_path)
+    row, metrics = score_predictions(preds, **kw)
+    cfg = predictions_path.parent / "run_config.json"
+    if cfg.exists():
+        metrics["run"] = json.loads(cfg.read_text())
+    t = timing_summary(predictions_path.parent / "timings.jsonl")
+    if t:
+        metrics["timing"] = t
+    if extra:
+        metrics.update(extra)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_results_csv(row, out_dir / "results.csv")
+    tmp = out_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    tmp.replace(out_dir / "metrics.json")
+    return metrics
+
+
+def cli(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="longrm_utils score",
+                                description="Recompute results.csv and metrics.json from predictions.jsonl alone.")
+    p.add_argument("--predictions", required=True, help="path to a predictions.jsonl written by `judge`")
+    p.add_argument("--out", default=None, help="output folder (default: the predictions' folder)")
+    p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples for the 95%% intervals (0: none)")
+    a = p.parse_args(argv)
+    m = score_file(a.predictions, a.out, n_boot=a.n_boot)
+    out = Path(a.out or Path(a.predictions).parent)
+    print(f"wrote {out / 'results.csv'} and {out / 'metrics.json'}")
+    print(format_row(m["results"]))
+    return 0
+
+
+def format_row(results: dict) -> str:
+    """A compact one-table rendering of an official row (for logs)."""
+    head = " ".join(f"{c:>8s}" for c in results)
+    vals = " ".join(f"{'-' if v is None else f'{v:.1f}':>8s}" for v in results.values())
+    return head + "\n" + vals
+
+
+# --- tables for notebooks and reports ---------------------------------------------------------------
+
+EXTENDED_COLUMNS = ("two-order", "consistent", "bias", "parse-fail", "truncated", "errors")
+
+
+def results_table(metrics_by_judge: dict[str, dict]):
+    """A Table 1-style DataFrame: one row per judge, the official columns (percent) and the
+    extended ones (two-order and consistent accuracy in percent, bias and parse-failure rates in
+    percent, truncated and error item counts)."""
+    import pandas as pd
+
+    rows = {}
+    for jid, m in metrics_by_judge.items():
+        o = m["overall"]
+        pct = lambda v: None if v is None else 100.0 * v  # noqa: E731
+        rows[jid] = {**{c: m["results"][c] for c in RESULT_COLUMNS},
+                     "two-order": pct(o["acc_two_order"]), "consistent": pct(o["acc_consistent"]),
+                     "bias": pct(o["bias_rate"]), "parse-fail": pct(o["parse_failure_rate"]),
+                     "truncated": o["truncated_items"], "errors": o["error_items"]}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(RESULT_COLUMNS) + list(EXTENDED_COLUMNS)) \
+        .astype(float)
+
+
+def bucket_table(metrics_by_judge: dict[str, dict], key: str = "by_bucket", metric: str = "acc_official"):
+    """Judges x length buckets (percent) of ``metric`` from ``metrics[key]`` (by_bucket,
+    pairwise_by_bucket or bon_by_bucket), with the bootstrap interval half-widths beside it."""
+    import pandas as pd
+
+    acc, err = {}, {}
+    for jid, m in metrics_by_judge.items():
+        acc[jid] = {b: (None if g[metric] is None else 100 * g[metric]) for b, g in m[key].items()}
+        err[jid] = {b: (None if not g.get(metric + "_ci95") else 50 * (g[metric + "_ci95"][1] - g[metric + "_ci95"][0]))
+                    for b, g in m[key].items()}
+    return pd.DataFrame.from_dict(acc, orient="index").astype(float), pd.DataFrame.from_dict(err, orient="index").astype(float)
+
+
+def reference_table(name: str = "headline"):
+    """The paper's numbers kept in ``data/reference`` (``constants.REFERENCE_TABLES``), as a DataFrame."""
+    import pandas as pd
+
+    from ..constants import REFERENCE_TABLES
+
+    if name not in REFERENCE_TABLES:
+        raise KeyError(f"unknown reference table {name!r}; have {sorted(REFERENCE_TABLES)}")
+    return pd.read_csv(REFERENCE_TABLES[name], comment="#")

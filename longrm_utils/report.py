@@ -1,0 +1,111 @@
+"""Render a run directory for readers who don't run anything: ``python -m longrm_utils report``.
+
+Writes ``docs/results/`` (summary, figures, executed notebooks as HTML, an index page) and rewrites
+the README's course map from the run's measured ``summary.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import yaml
+
+from .constants import COURSE_MAP, NOTEBOOKS, PROFILE_DIR, REPO_ROOT
+from .env import read_json
+
+MAP_START, MAP_END = "<!-- course-map:start -->", "<!-- course-map:end -->"
+
+
+def gpu_needs(stem: str) -> str:
+    """What the GPU profiles say about a notebook: profile name and its hardware line."""
+    out = []
+    for name in ("gpu-qlora-24gb", "gpu-full-80gb"):
+        p = PROFILE_DIR / f"{name}.yaml"
+        if p.exists():
+            hw = (yaml.safe_load(p.read_text()) or {}).get("hardware") or {}
+            need = (hw.get("memory_by_notebook") or {}).get(stem)
+            out.append(f"`{name}`: {need or str(hw.get('gpus', '?')) + '×' + str(hw.get('gpu_memory_gib', '?')) + ' GB'}")
+    return "; ".join(out)
+
+
+def course_map(summary: dict | None) -> str:
+    walls = {r["notebook"]: r for r in (summary or {}).get("notebooks", [])}
+    lines = ["| NN | notebook | what you learn | CPU-default wall time (measured) | GPU profile and the memory it needs |",
+             "|---|---|---|---|---|"]
+    for stem in NOTEBOOKS:
+        if not (REPO_ROOT / "notebooks" / f"{stem}.ipynb").exists():
+            continue
+        title, learn = COURSE_MAP[stem]
+        r = walls.get(stem)
+        wall = f"{r['wall_s'] / 60:.1f} min" + (" (over budget)" if r.get("over_budget") else "") if r else "not yet measured"
+        lines.append(f"| {stem[:2]} | [{title}](notebooks/{stem}.ipynb) | {learn} | {wall} | {gpu_needs(stem)} |")
+    if summary:
+        lines.append("")
+        lines.append(f"Total: {summary['total_wall_s'] / 60:.1f} min on the `{summary['profile']}` profile.")
+    return "\n".join(lines)
+
+
+def update_readme(summary: dict | None, readme: Path = REPO_ROOT / "README.md") -> bool:
+    text = readme.read_text()
+    if MAP_START not in text or MAP_END not in text:
+        raise ValueError(f"{readme} has no {MAP_START} ... {MAP_END} block")
+    head, rest = text.split(MAP_START, 1)
+    _, tail = rest.split(MAP_END, 1)
+    new = f"{head}{MAP_START}\n{course_map(summary)}\n{MAP_END}{tail}"
+    changed = new != text
+    readme.write_text(new)
+    return changed
+
+
+def render(run: Path, out: Path, html: bool = True, max_figure_kb: int = 400) -> Path:
+    """Copy summary and figures, export executed notebooks to HTML, and write an index page."""
+    run, out = Path(run), Path(out)
+    if not (run / "summary.json").exists():
+        raise FileNotFoundError(f"{run} has no summary.json: run the course first (make course)")
+    summary = read_json(run / "summary.json")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run / "summary.md", out / "summary.md")
+    figs = out / "figures"
+    shutil.rmtree(figs, ignore_errors=True)
+    figs.mkdir()
+    copied = []
+    for png in sorted(run.rglob("*.png")):
+        if png.stat().st_size <= max_figure_kb * 1024:
+            dst = figs / "__".join(png.relative_to(run).parts)
+            shutil.copy(png, dst)
+            copied.append(dst.name)
+    pages = []
+    if html:
+        from nbconvert import HTMLExporter
+
+        exp = HTMLExporter()
+        for stem in NOTEBOOKS:
+            nb = run / f"{stem}.ipynb"
+            if nb.exists():
+                body, _ = exp.from_filename(str(nb))
+                (out / f"{stem}.html").write_text(body)
+                pages.append(stem)
+    lines = ["# Results of the last CPU course run", "",
+             f"Profile `{summary['profile']}`, total {summary['total_wall_s'] / 60:.1f} min. "
+             "Regenerate with `make course && make report`.", "",
+             "## Summary", "", (run / "summary.md").read_text().split("\n", 2)[-1], "",
+             "## Executed notebooks", ""]
+    lines += [f"- [{s}]({s}.html)" for s in pages] or ["(HTML export skipped)"]
+    lines += ["", "## Figures", ""] + [f"![{n}](figures/{n})" for n in copied]
+    (out / "index.md").write_text("\n".join(lines) + "\n")
+    return out / "index.md"
+
+
+def cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="longrm_utils report", description=__doc__.splitlines()[0])
+    p.add_argument("--run", default="runs/cpu", help="the run directory to render")
+    p.add_argument("--out", default="docs/results", help="where to write the pages")
+    p.add_argument("--no-html", action="store_true", help="skip the nbconvert HTML export")
+    p.add_argument("--no-readme", action="store_true", help="leave the README's course map alone")
+    a = p.parse_args(argv)
+    idx = render(Path(a.run), Path(a.out), html=not a.no_html)
+    if not a.no_readme:
+        update_readme(read_json(Path(a.run) / "summary.json"))
+    print(f"wrote {idx}")
+    return 0

@@ -1,0 +1,123 @@
+"""Shared-prefix scoring equals full scoring; batch size and padding side don't change scores;
+the generative KV-cache reuse across orders gives the same text; truncation is flagged."""
+import pytest
+import torch
+
+from longrm_utils import models
+from longrm_utils.judge import backends, prompts, toy_records
+from longrm_utils.judge.run import display_orders, item_view
+
+TOL = dict(rel=backends.SHARED_PREFIX_RTOL, abs=backends.SHARED_PREFIX_ATOL)
+
+
+@pytest.fixture(scope="module")
+def tiny_rm():
+    return models.load("tiny-rm", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny_gen():
+    return models.load("tiny", device="cpu")
+
+
+def reference_scores(loaded, seqs):
+    """What a user would do: the model's own forward on each unpadded sequence."""
+    with torch.no_grad():
+        return [float(loaded.model(input_ids=torch.tensor([s])).logits[0, 0]) for s in seqs]
+
+
+def candidate_seqs(loaded, rec):
+    judge = backends.ScalarJudge(loaded, max_input_tokens=10**6)
+    return judge.candidate_ids(item_view(rec))[0]
+
+
+@pytest.mark.parametrize("k", [0, 4, 6])  # a pair, BoN-2 and BoN-4
+def test_shared_prefix_equals_full_tiny(tiny_rm, k):
+    rec = toy_records(4, 3, context_words=400)[k]
+    seqs = candidate_seqs(tiny_rm, rec)
+    shared, P = backends.score_shared_prefix(tiny_rm, seqs)
+    assert P > 0.8 * min(len(s) for s in seqs)  # the context really is shared
+    ref = reference_scores(tiny_rm, seqs)
+    assert shared == pytest.approx(ref, **TOL)
+    assert backends.score_full(tiny_rm, seqs) == pytest.approx(ref, **TOL)
+    # scores differ between candidates, so equality is not trivial
+    assert len({round(x, 6) for x in ref}) == len(ref)
+
+
+def test_shared_prefix_pools_last_non_pad_token(tiny_rm):
+    """A sequence ending in pad tokens (pad == end-of-turn in some tokenizers) pools before them."""
+    pad = tiny_rm.model.config.pad_token_id
+    seqs = [list(range(10, 60)) + [70, 71, pad, pad], list(range(10, 60)) + [80, pad]]
+    shared, _ = backends.score_shared_prefix(tiny_rm, seqs)
+    assert shared == pytest.approx(reference_scores(tiny_rm, seqs), **TOL)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_batch_size_and_padding_side_invariance(tiny_rm, batch_size, side):
+    recs = toy_records(2, 3, context_words=120)
+    seqs = [s for r in recs for s in candidate_seqs(tiny_rm, r)]
+    assert len({len(s) for s in seqs}) > 1  # padding is really exercised
+    ref = backends.score_full(tiny_rm, seqs, batch_size=1)
+    got = backends.score_full(tiny_rm, seqs, batch_size=batch_size, padding_side=side)
+    assert got == pytest.approx(ref, **TOL)
+
+
+def test_shared_prefix_equals_full_smollm2():
+    if models.smollm2_wheel_dir() is None and not (models.cache_root() / "smollm2-135m-instruct").exists():
+        pytest.skip("SmolLM2 not installed (python -m longrm_utils setup)")
+    rm = models.load("smollm2-135m-rm", device="cpu")
+    tok = rm.tokenizer
+    assert tok.pad_token != "<|im_end|>"  # the stack-notes pitfall
+    rec = toy_records(0, 3, context_words=150)[2]  # BoN-4
+    seqs = candidate_seqs(rm, rec)
+    assert seqs[0][-2] == tok.convert_tokens_to_ids("<|im_end|>")  # the turn end is scored, not skipped
+    shared, P = backends.score_shared_prefix(rm, seqs)
+    assert P > 100
+    assert shared == pytest.approx(reference_scores(rm, seqs), **TOL)
+    assert backends.score_full(rm, seqs, batch_size=4, padding_side="left") == pytest.approx(shared, **TOL)
+
+
+def test_generative_cache_reuse_matches_plain_generation(tiny_gen):
+    t = prompts.load_templates()
+    judge = backends.HFGenerativeJudge(tiny_gen, templates=t, max_new_tokens=12, max_input_tokens=10**6)
+    plain = backends.HFGenerativeJudge(tiny_gen, templates=t, max_new_tokens=12, max_input_tokens=10**6,
+                                       reuse_cache=False)
+    for rec in toy_records(1, 2, context_words=300)[:3]:
+        item = item_view(rec)
+        ords = display_orders(rec, item.n)
+        a, b = judge.judge_item(item, ords), plain.judge_item(item, ords)
+        assert [r.raw for r in a] == [r.raw for r in b]
+        assert a[0].timing["prefix_tokens"] > 300 and b[0].timing["prefix_tokens"] == 0
+
+
+def test_truncation_keeps_ends_and_is_flagged(tiny_gen):
+    t = prompts.load_templates()
+    judge = backends.HFGenerativeJudge(tiny_gen, templates=t, max_new_tokens=4, max_input_tokens=200)
+    rec = toy_records(1, 0, context_words=400)[0]
+    item = item_view(rec)
+    res = judge.judge_item(item, display_orders(rec, 2))
+    assert all(r.truncated and r.prompt_tokens == 200 for r in res)
+    full = models.chat_ids(tiny_gen.tokenizer, prompts.judge_messages(t, item.messages, item.answers,
+                                                                      pairwise=True), tiny_gen.spec)
+    kept, flag = models.keep_ends(full, 200)
+    assert flag and kept[:100] == full[:100] and kept[100:] == full[-100:]
+
+
+def test_heuristics():
+    rec = toy_records(1, 0)[0]
+    item = item_view(rec)
+    longer = backends.HeuristicJudge("longer").judge_item(item, [[0, 1], [1, 0]])
+    # the rejected toy answer is longer, so 'longer' ranks it first in both orders
+    assert longer[0].ranking == [1, 0] and longer[1].ranking == [0, 1]
+    assert backends.overlap_score("river station xyzzy", "the river and the station") == pytest.approx(2 / 3)
+    r1 = backends.HeuristicJudge("random", seed=1).judge_item(item, [[0, 1]])
+    r2 = backends.HeuristicJudge("random", seed=1).judge_item(item, [[0, 1]])
+    assert r1[0].ranking == r2[0].ranking
+    with pytest.raises(ValueError):
+        backends.HeuristicJudge("shortest")
+
+
+def test_lcp():
+    assert backends.lcp([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert backends.lcp([[1], [2]]) == 0 and backends.lcp([]) == 0

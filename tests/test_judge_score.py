@@ -1,0 +1,131 @@
+"""Official and extended scoring on hand-computed cases."""
+import json
+import math
+
+import pytest
+
+from longrm_utils.constants import RESULT_COLUMNS
+from longrm_utils.judge import score
+
+
+def line(task, id_, tasktype, subtype, bucket, pass_, order, ranking, **kw):
+    p = {"task": task, "id": id_, "tasktype": tasktype, "subtype": subtype, "ctx_length_for_length": bucket,
+         "source": "s", "pass": pass_, "order": order, "raw": "", "ranking": ranking,
+         "parse_error": None if ranking is not None else "no_verdict", "strict_error": None,
+         "score": score.item_score(ranking, order), "truncated": False, "prompt_tokens": 10, "error": None}
+    p.update(kw)
+    return p
+
+
+def test_item_score():
+    assert score.item_score([0, 1], [0, 1]) == 1.0
+    assert score.item_score([0, 1], [1, 0]) == 0.0
+    # BoN-3: slots show true ranks [2, 0, 1]; predicted [2, 1, 0] matches slot 0 only -> 1/3
+    assert score.item_score([2, 1, 0], [2, 0, 1]) == pytest.approx(1 / 3)
+    # BoN-4: two of four slots right
+    assert score.item_score([0, 1, 3, 2], [0, 1, 2, 3]) == 0.5
+    assert score.item_score(None, [0, 1]) == 0.0
+    assert score.item_score([0], [0, 1]) == 0.0
+    assert score.top1_correct([1, 0, 2], [2, 0, 1]) and not score.top1_correct([0, 1, 2], [2, 0, 1])
+
+
+@pytest.fixture
+def preds():
+    P, B = "PairWise", "BestOfN"
+    return [
+        # pair 1 (LongQA, same, 4k): right in both passes
+        line("LongQA", "1", P, "same", "4k", 0, [1, 0], [1, 0]),
+        line("LongQA", "1", P, "same", "4k", 1, [0, 1], [0, 1]),
+        # pair 2 (LongQA, cross, 8k): says A both times -> right once, position-biased
+        line("LongQA", "2", P, "cross", "8k", 0, [0, 1], [0, 1]),
+        line("LongQA", "2", P, "cross", "8k", 1, [1, 0], [0, 1]),
+        # pair 3 (Summ, cross, 4k): parse failure in pass 0, wrong in pass 1
+        line("Summ", "3", P, "cross", "4k", 0, [0, 1], None),
+        line("Summ", "3", P, "cross", "4k", 1, [1, 0], [0, 1]),
+        # BoN-3 (Cite, 8k): pass 0 gets 1/3 with the right top-1; pass 1 fully right
+        line("Cite", "4", B, "3", "8k", 0, [2, 0, 1], [1, 0, 2]),
+        line("Cite", "4", B, "3", "8k", 1, [1, 0, 2], [1, 0, 2]),
+        # BoN-2 (Code, 4k): wrong in both
+        line("Code", "5", B, "2", "4k", 0, [1, 0], [0, 1]),
+        line("Code", "5", B, "2", "4k", 1, [0, 1], [1, 0]),
+    ]
+
+
+def test_official_row_by_hand(preds):
+    row = score.official_row(preds)
+    assert tuple(row) == RESULT_COLUMNS
+    # pass 0 scores: pair1 1, pair2 1, pair3 0, bon3 1/3, bon2 0
+    assert row["LongQA"] == pytest.approx(100.0)
+    assert row["Summ"] == pytest.approx(0.0)
+    assert math.isnan(row["Cite"]) and math.isnan(row["Safety"])  # Cite has only BoN items
+    assert row["Same."] == pytest.approx(100.0)
+    assert row["Diff."] == pytest.approx(50.0)
+    assert row["PairWise Avg."] == pytest.approx(200 / 3)
+    assert row["Rank2"] == pytest.approx(0.0)
+    assert row["Rank3"] == pytest.approx(100 / 3)
+    assert math.isnan(row["Rank4"])
+    assert row["Rank Avg"] == pytest.approx(100 / 6)
+    assert row["4k"] == pytest.approx(50.0) and row["8k"] == pytest.approx(100.0) and math.isnan(row["16k"])
+    assert row["AVG."] == pytest.approx(100 * (1 + 1 + 0 + 1 / 3 + 0) / 5)
+
+
+def test_extended_by_hand(preds):
+    m = score.extended_metrics(preds, n_boot=200)
+    o = m["overall"]
+    assert o["n_items"] == 5 and o["n_lines"] == 10
+    assert o["acc_official"] == pytest.approx((1 + 1 + 0 + 1 / 3 + 0) / 5)
+    # both-order: pair1 1, pair2 .5, pair3 0, bon3 (1/3+1)/2, bon2 0
+    assert o["acc_two_order"] == pytest.approx((1 + .5 + 0 + 2 / 3 + 0) / 5)
+    # consistent: pair1 yes; pair2 no; pair3 no; bon3 top-1 right both passes; bon2 no
+    assert o["acc_consistent"] == pytest.approx(2 / 5)
+    pw = m["by_tasktype"]["PairWise"]
+    # parsed pairwise lines: 5 (pass-0 of pair3 failed); slot-A picks: p1/pass1, p2 x2, p3/pass1 -> 4/5
+    assert pw["first_slot_rate"] == pytest.approx(4 / 5)
+    # bias: items parsed in both passes: pair1 (B then A: no), pair2 (A, A: yes) -> 1/2
+    assert pw["bias_rate"] == pytest.approx(0.5) and pw["n_bias_pairs"] == 2
+    assert o["parse_failures"] == 1 and o["parse_failure_rate"] == pytest.approx(0.1)
+    assert m["by_tasktype"]["BestOfN"]["top1_bon"] == pytest.approx(0.5)
+    assert list(m["by_bucket"]) == ["4k", "8k"]
+    assert m["bon_by_bucket"]["8k"]["acc_official"] == pytest.approx(1 / 3)
+    lo, hi = o["acc_official_ci95"]
+    assert 0 <= lo <= o["acc_official"] <= hi <= 1
+
+
+def test_bootstrap_resamples_items_and_is_seeded():
+    v = [1.0] * 30 + [0.0] * 30
+    a, b = score.bootstrap_ci(v), score.bootstrap_ci(v)
+    assert a == b and a[0] < 0.5 < a[1] and a[1] - a[0] > 0.1
+    assert score.bootstrap_ci([1.0] * 10) == [1.0, 1.0]
+    assert score.bootstrap_ci([]) is None
+
+
+def test_errors_counted_separately(preds):
+    preds = preds + [line("Math", "9", "PairWise", "same", "16k", k, [0, 1], None, parse_error=None,
+                          error="OutOfMemoryError: boom") for k in (0, 1)]
+    m = score.extended_metrics(preds, n_boot=0)
+    assert m["overall"]["error_items"] == 1 and m["overall"]["errors"] == 2
+    assert m["overall"]["parse_failures"] == 1  # errors are not parse failures
+    assert score.official_row(preds)["Math"] == 0.0
+
+
+def test_duplicates_and_missing_fields_are_errors(preds):
+    with pytest.raises(ValueError, match="duplicate"):
+        score.score_predictions(preds + [preds[0]])
+    bad = dict(preds[0])
+    del bad["order"]
+    with pytest.raises(ValueError, match="missing field 'order'"):
+        score.score_predictions([bad])
+
+
+def test_score_file_and_cli_roundtrip(preds, tmp_path):
+    p = tmp_path / "predictions.jsonl"
+    p.write_text("".join(json.dumps(x) + "\n" for x in preds))
+    m = score.score_file(p, tmp_path / "out", n_boot=50)
+    row = score.read_results_csv(tmp_path / "out" / "results.csv")
+    assert list(row) == list(RESULT_COLUMNS)
+    assert math.isnan(row["Rank4"]) and row["Same."] == 100.0
+    header, values = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert values.split(",")[RESULT_COLUMNS.index("Rank4")] == ""
+    assert m["results"]["Rank4"] is None and m["results"]["Same."] == 100.0
+    assert score.cli(["--predictions", str(p), "--out", str(tmp_path / "cli"), "--n-boot", "0"]) == 0
+    assert json.loads((tmp_path / "cli" / "metrics.json").read_text())["results"] == m["results"]
