@@ -553,7 +553,7 @@ def length_curve(preds: Sequence[dict], n_boot: int = jscore.N_BOOT, seed: int =
 # --- 5. length bias --------------------------------------------------------------------------------
 
 def length_bias(preds: Sequence[dict], bench: dict[tuple[str, str], dict]) -> dict[str, Any]:
-    """How often the longest response (in words) is picked first, split by whether it is the best.
+    """How often the longest response (in characters) is picked first, split by whether it is the best.
 
     Counted over parsed lines whose longest response is unique. ``picked_when_worse`` is the share
     of lines whose longest response is NOT the best in which the judge still put it first; an
@@ -572,7 +572,7 @@ def length_bias(preds: Sequence[dict], bench: dict[tuple[str, str], dict]) -> di
         if texts is None:
             missing += 1
             continue
-        lens = [len(t.split()) for t in texts]
+        lens = [len(t) for t in texts]
         L = max(range(len(lens)), key=lambda j: lens[j])
         if lens.count(lens[L]) > 1:
             ties += 1
@@ -669,8 +669,8 @@ def ablate_records(records: Sequence[dict], mode: str = "remove", seed: int = 0)
 
 def select_subset(preds: Sequence[dict], k: int) -> list[tuple[str, str]]:
     """``k`` item keys spread evenly over the (bucket, task, id)-sorted items of ``preds``."""
-    keys = sorted(jscore.group_items(preds), key=lambda key: (
-        bucket_key(next(p for p in preds if jscore.item_key(p) == key).get("ctx_length_for_length")), key))
+    bucket = {jscore.item_key(p): p.get("ctx_length_for_length") for p in preds}
+    keys = sorted(jscore.group_items(preds), key=lambda key: (bucket_key(bucket[key]), key))
     if k >= len(keys):
         return keys
     return [keys[int(i * len(keys) / k)] for i in range(k)]
@@ -736,7 +736,9 @@ def run_ablation(judge: str, *, kind: str, records: Sequence[dict], original: Se
     passes = len({int(p["pass"]) for p in orig_sub})
     if loaded is None and kind in ("generative", "pointwise", "scalar") and len(modes) > 1:
         loaded = models.load(judge, kind=models.SCALAR if kind == "scalar" else models.GENERATIVE,
-                             device=run_kwargs.get("device", "auto"), seed=run_kwargs.get("seed", 0))
+                             device=run_kwargs.get("device", "auto"), quantization=run_kwargs.get("quantization"),
+                             attn=run_kwargs.get("attn", "auto"), seed=run_kwargs.get("seed", 0),
+                             max_context=run_kwargs.get("max_input_tokens"))
     out: dict[str, Any] = {"judge": judge, "kind": kind, "items": [list(x) for x in keys]}
     for mode in modes:
         d = Path(out_dir) / mode
@@ -825,7 +827,9 @@ def gallery_markdown(examples: Sequence[dict]) -> str:
 
 
 def _md_quote(s: str) -> str:
-    return "`" + s.replace("`", "'").replace("\n", " ⏎ ") + "`"
+    """Inline code on one line: runs of 3+ newlines become ``⏎×N``, others ``⏎``."""
+    s = re.sub(r"\n{3,}", lambda m: f" ⏎×{len(m.group(0))} ", s.replace("`", "'"))
+    return "`" + (s.replace("\n", " ⏎ ") if s.strip() else f"(whitespace only, {len(s)} chars)") + "`"
 
 
 # --- 9. judges saved in a run directory -----------------------------------------------------------
@@ -860,6 +864,57 @@ def bench_of(folder: str | Path) -> list[dict] | None:
 
     b = judge_config(folder).get("bench")
     return read_jsonl(b) if b and Path(b).is_file() else None
+
+
+def pick_ablation_judges(found: dict[str, Path], spec: str | Sequence[str] = "auto") -> list[str]:
+    """Judge ids to ablate. ``"auto"``: for the generative and the scalar kind, the saved judge with the
+    largest model (registry size), plus the context-overlap heuristic as a control that does read
+    the context. A list is taken as given (each id must be saved)."""
+    from .models import get_spec
+
+    if spec != "auto":
+        missing = [j for j in spec if j not in found]
+        if missing:
+            raise ValueError(f"ablation judge(s) {missing} are not saved in this run; saved: {sorted(found)}")
+        return list(spec)
+    cfgs = {j: judge_config(f) for j, f in found.items()}
+    out = []
+    for kind in ("generative", "scalar"):
+        cands = [j for j, c in cfgs.items() if c.get("kind") == kind and bench_of(found[j]) is not None]
+
+        def size(j):
+            try:
+                return get_spec(cfgs[j]["judge"]).params_b
+            except Exception:  # noqa: BLE001 - a folder without registry entry
+                return 0.0
+
+        if cands:
+            out.append(max(cands, key=lambda j: (size(j), -list(found).index(j))))
+    overlap = [j for j, c in cfgs.items() if c.get("kind") == "heuristic" and c.get("judge") == "overlap"]
+    return out + overlap[:1]
+
+
+def ablate_saved_judge(rd: str | Path, judge_id: str, *, k: int = 8, modes: Sequence[str] = ("remove", "distractor"),
+                       seed: int = 0, device: str = "auto", loaded: Any = None) -> dict[str, Any]:
+    """:func:`run_ablation` for a judge saved in a run: same model, kind, benchmark, prompts and limits as
+    recorded in its ``run_config.json``; writes into ``RUN/analysis/ablation/<judge_id>/<mode>/``."""
+    folder = saved_judges(rd, [judge_id])[judge_id]
+    cfg = judge_config(folder)
+    if not cfg:
+        raise ValueError(f"{folder}: no run_config.json, so the judge's model and benchmark are unknown")
+    records = bench_of(folder)
+    if records is None:
+        raise ValueError(f"{folder}/run_config.json: field 'bench' ({cfg.get('bench')!r}) is not a JSONL file; "
+                         "ablate with run_ablation(records=...) instead")
+    prompt_file = cfg.get("prompts") if cfg.get("prompts") and Path(str(cfg["prompts"])).is_file() else None
+    extra = {"max_new_tokens": cfg.get("requested_max_new_tokens"), "max_input_tokens": cfg.get("requested_max_input_tokens"),
+             "quantization": cfg.get("quantization"), "prompt_file": prompt_file, "order_seed": cfg.get("order_seed", 42)}
+    if cfg["kind"] == "heuristic":
+        extra = {"order_seed": extra["order_seed"]}
+    return run_ablation(cfg["judge"], kind=cfg["kind"], records=records,
+                        original=load_predictions(folder / "predictions.jsonl"),
+                        out_dir=Path(rd) / "analysis" / "ablation" / judge_id, modes=modes, k=k, seed=seed,
+                        loaded=loaded, device=device, judge_id=f"{judge_id}-ablated", **extra)
 
 
 # --- 10. the report ---------------------------------------------------------------------------------
@@ -1144,7 +1199,7 @@ def cli(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder for failure_report.{json,md} and figures/")
     p.add_argument("--bench", action="append", default=[],
                    help="benchmark JSONL the predictions were judged on (repeatable); enables length bias and "
-                        "content-based contradiction detection")
+                        "content-based contradiction detection. Default: the bench in each run_config.json")
     p.add_argument("--n-boot", type=int, default=jscore.N_BOOT, help="bootstrap resamples (0: no intervals)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     a = p.parse_args(argv)
@@ -1155,11 +1210,16 @@ def cli(argv: list[str] | None = None) -> int:
         if jid in preds:
             raise SystemExit(f"analyze: two prediction files map to judge id {jid!r}; name them with ID=PATH")
         preds[jid] = load_predictions(path)
-    bench = None
     if a.bench:
         from .bench.schema import read_jsonl
 
-        bench = [r for b in a.bench for r in read_jsonl(b)]
+        bench: Any = [r for b in a.bench for r in read_jsonl(b)]
+    else:  # the benchmark each judge recorded in its run_config.json, where that is a file
+        bench = {jid: bench_of(Path(spec.rpartition("=")[2]).parent) for jid, spec in zip(preds, a.predictions)}
+        missing = [j for j, b in bench.items() if b is None]
+        if missing:
+            print(f"no benchmark records for {missing} (pass --bench): length bias and content-based "
+                  "contradiction detection are skipped for them")
     rep = analyze(preds, a.out, bench=bench, n_boot=a.n_boot, figures=not a.no_figures)
     print(f"wrote {Path(a.out) / 'failure_report.json'} and failure_report.md")
     for row in summary_rows(rep):

@@ -484,6 +484,12 @@ def load(name_or_path: str, *, kind: str | None = None, device: str = "auto", dt
     return Loaded(model, tok, spec, device, attn_impl, meta)
 
 
+def is_scalar(model) -> bool:
+    """True for a sequence-classification RM, also through a PEFT wrapper."""
+    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return type(m).__name__.endswith("ForSequenceClassification")
+
+
 def lora_config(kind: str, r: int = 16, alpha: int | None = None, dropout: float = 0.05,
                 target_modules: str | list[str] = "all-linear"):
     from peft import LoraConfig, TaskType
@@ -499,7 +505,7 @@ def add_lora(loaded: Loaded, r: int = 16, alpha: int | None = None, dropout: flo
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     model = loaded.model
-    kind = SCALAR if model.__class__.__name__.endswith("ForSequenceClassification") else GENERATIVE
+    kind = SCALAR if is_scalar(model) else GENERATIVE
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     model = get_peft_model(model, lora_config(kind, r, alpha, dropout))
@@ -513,10 +519,9 @@ def save_model(loaded: Loaded, out: str | os.PathLike, **meta: Any) -> Path:
     loaded.model.save_pretrained(out)
     loaded.tokenizer.save_pretrained(out)
     base = meta.pop("base", None) or loaded.meta.get("base") or loaded.spec.name
-    kind = SCALAR if "SequenceClassification" in type(getattr(loaded.model, "base_model", loaded.model)).__name__ \
-        or "SequenceClassification" in type(loaded.model).__name__ else meta.pop("kind", loaded.spec.kind)
     meta.pop("kind", None)
-    write_meta(out, base=base if base in REGISTRY else loaded.spec.name, kind=kind, **meta)
+    write_meta(out, base=base if base in REGISTRY else loaded.spec.name,
+               kind=SCALAR if is_scalar(loaded.model) else GENERATIVE, **meta)
     return out
 
 

@@ -151,11 +151,12 @@ def test_contradiction_letter_cues_without_responses():
     assert A.contradiction("Answer A is better. [[A]]")["contradiction"] is False
 
 
-def test_labelled_sample_and_detector_eval():
-    sample = A.load_labelled()
-    with open(A.LABELLED_DIR / "labels.csv", newline="") as f:
+@pytest.mark.parametrize("split", list(A.LABELLED_SPLITS))
+def test_labelled_sample_and_detector_eval(split):
+    sample = A.load_labelled(split=split)
+    with open(A.LABELLED_DIR / A.LABELLED_SPLITS[split][1], newline="") as f:
         labels = list(csv.DictReader(f))
-    assert len(sample) == len(labels) >= 30
+    assert len(sample) == len(labels) >= 20
     ev = A.contradiction_eval(sample)
     assert ev["positives"] == sum(r["contradiction"] == "yes" for r in labels)
     assert ev["tp"] + ev["fn"] == ev["positives"] and ev["tp"] + ev["fp"] + ev["fn"] + ev["tn"] == ev["n"]

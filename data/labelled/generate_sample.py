@@ -6,11 +6,12 @@ SmolLM2-135M-Instruct (offline preset ``smollm2-135m-instruct``) judges 54 short
 greedy, at most 96 new tokens. Each item is one short passage, a question, and two answers, one
 grounded in the passage and one not; the grounded answer sits in slot A for half the items.
 Three prompt wordings are used (explain-then-verdict, verdict-then-explain, and a reason-then-
-``[[X]]`` request that names the assistants) so that several layouts occur. The script writes ``raw_outputs.jsonl``; the labels were then added BY HAND,
-by reading each output, into ``labels.csv`` (see README.md). ``--heldout`` writes a second batch
-(12 new passages, the first two wordings) to ``raw_outputs_heldout.jsonl``, labelled into
-``labels_heldout.csv`` only after the detector rule was frozen. It is kept so that
-the sample can be regenerated and audited; it is not run by the course.
+``[[X]]`` request that names the assistants) so that several layouts occur. The script writes
+``raw_outputs.jsonl``; the labels were then added BY HAND, by reading each output, into
+``labels.csv`` (see README.md). ``--heldout`` writes a second batch (12 new passages, the first
+two wordings) to ``raw_outputs_heldout.jsonl``, labelled into ``labels_heldout.csv`` only after
+the detector rule was frozen. It is kept so that the sample can be regenerated and audited; it
+is not run by the course.
 """
 from __future__ import annotations
 

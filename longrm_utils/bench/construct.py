@@ -188,27 +188,28 @@ def _overlap(text: str, ctx_tokens: set[str]) -> float:
     return sum(t in ctx_tokens for t in toks) / max(1, len(toks))
 
 
-def _cue_signs(cands: Sequence[Candidate], ctx_tokens: set[str]) -> tuple[bool, bool]:
-    """(is the best answer the longest?, does it overlap the context most?)"""
-    lens = [len(c.text) for c in cands]
+def _cue_scores(cands: Sequence[Candidate], ctx_tokens: set[str]) -> tuple[float, float]:
+    """The per-item scores the prefer-longer and prefer-overlap judges would get on these answers."""
+    lens = [float(len(c.text)) for c in cands]
     ovl = [_overlap(c.text, ctx_tokens) for c in cands]
-    return lens[0] > max(lens[1:]), ovl[0] > max(ovl[1:])
+    return rank_match(lens), rank_match(ovl)
 
 
 def build_item(task: str, bucket: str, fmt: str, count: TokenCounter, *, seed: int, index: int,
                margin: float = 0.4, namespace: str = "eval", subtask: str | None = None,
-               short_range: tuple[int, int] = (256, 512), variants: int = 12) -> dict:
+               short_range: tuple[int, int] = (256, 512), variants: int = 12,
+               balance: list[float] | None = None) -> dict:
     """One record of a cell. Raises ``ContextTooShort`` / ``LookupError`` (the caller counts skips).
 
     Surface-cue guard: ``variants`` answer sets are drawn (styles, wrong slots, wrong values) and
-    the one kept is the one whose "best answer is the longest" and "best answer overlaps the
-    context most" agree with two coin flips, so that across items neither cue predicts the label.
+    the one kept brings the running scores of the prefer-longer and prefer-overlap judges closest to
+    chance. ``balance`` is ``[sum_longer, sum_overlap, n]`` over the items built so far in the same
+    (task, format kind); :func:`build` keeps it, and this function updates it.
     """
     rng = item_rng(seed, namespace, task, bucket, fmt, index)
     trip = generate(task, target_tokens(bucket, short_range), count, seed=seed,
                     index=f"{namespace}-{bucket}-{fmt}-{index}", subtask=subtask)
     ctx_tokens = set(M.tokens(trip.context))
-    want = (rng.random() < 0.5, rng.random() < 0.5)
     pool: list[tuple[list[Candidate], dict]] = []
     for _ in range(variants):
         styles = list(STYLES)
@@ -231,8 +232,18 @@ def build_item(task: str, bucket: str, fmt: str, count: TokenCounter, *, seed: i
         pool.append((cands, extra))
     if not pool:
         raise LookupError(f"{task}/{bucket}/{fmt}: no answer set meets the margin {margin} or the tiers {M.TIERS}")
-    signs = [_cue_signs(c, ctx_tokens) for c, _ in pool]
-    best = max(range(len(pool)), key=lambda i: (signs[i][0] == want[0]) * 2 + (signs[i][1] == want[1]))
+    bal = balance if balance is not None else [0.0, 0.0, 0]
+    chance = 1.0 / len(pool[0][0])
+    cues = [_cue_scores(c, ctx_tokens) for c, _ in pool]
+
+    def cost(i):
+        n = bal[2] + 1
+        return 2 * abs((bal[0] + cues[i][0]) / n - chance) + abs((bal[1] + cues[i][1]) / n - chance) + 1e-3 * i
+
+    best = min(range(len(pool)), key=cost)
+    bal[0] += cues[best][0]
+    bal[1] += cues[best][1]
+    bal[2] += 1
     cands, extra = pool[best]
     rid = f"{namespace}-{task}-{bucket}-{fmt}-{index:03d}"
     return make_record(trip, fmt, cands, rec_id=rid, bucket=bucket, count=count, seed=seed, extra_meta=extra)
@@ -294,13 +305,18 @@ def paper_layout_cells(buckets: Sequence[str] = BUCKETS) -> list[tuple[str, str,
                     grid[t][g] += 1
                     diff += 1
     assert sum(sum(r.values()) for r in grid.values()) == total
-    cells = []
+    cells, offset, nb = [], 0, len(buckets)
     for t in TASKS:
         row = dict(grid[t])
         pair = row.pop("pair")
         row = {"same": pair - pair // 2, "cross": pair // 2, **row}
         for f, n in row.items():
-            for b, k in _largest_remainder(n, {b: 1 for b in buckets}).items():
+            # n // nb items per bucket; the remainder goes to the next buckets in a rotation shared by
+            # all cells, so every bucket ends within one item of the others
+            extra = {buckets[(offset + j) % nb] for j in range(n % nb)}
+            offset = (offset + n % nb) % nb
+            for b in buckets:
+                k = n // nb + (b in extra)
                 if k:
                     cells.append((t, b, f, k))
     return cells
@@ -339,13 +355,15 @@ def build(cells: Iterable[tuple[str, str, str, int]], count: TokenCounter, *, se
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), desc=f"build[{namespace}]", unit="item")
+    balances: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
     for t, b, f, i in todo:
         ok = False
+        bal = balances[(t, "pair" if f in ("same", "cross") else f)]
         for r in range(retries):
             idx = i + 1000 * r
             try:
                 rec = build_item(t, b, f, count, seed=seed, index=idx, margin=margin, namespace=namespace,
-                                 short_range=short_range)
+                                 short_range=short_range, balance=bal)
             except (ContextTooShort, LookupError) as e:
                 rep.skips.append(f"{namespace}-{t}-{b}-{f}-{idx}: {e}")
                 continue
@@ -398,15 +416,24 @@ def heuristic_scores(rec: dict, kind: str) -> list[float]:
     raise ValueError(f"unknown heuristic {kind!r}: longer or overlap")
 
 
-def heuristic_item_score(rec: dict, kind: str) -> float:
-    """The official per-item score of a heuristic judge: pairwise 0/1 (ties 0.5); BoN rank-match ratio
-    (ties broken against the heuristic, by putting the better answer later)."""
-    s = heuristic_scores(rec, kind)
-    if rec["tasktype"] == "PairWise":
+def rank_match(s: Sequence[float]) -> float:
+    """Official per-item score of a judge that ranks answers (true order: best first) by ``s``:
+    the share of slots whose predicted rank is the true rank. Ties are split: a pair tie scores 0.5,
+    a BoN tie is averaged over the tied answers' possible orders (so a constant judge sits at chance)."""
+    n = len(s)
+    if n == 2:
         return 1.0 if s[0] > s[1] else 0.5 if s[0] == s[1] else 0.0
-    order = sorted(range(len(s)), key=lambda i: (-s[i], -i))
-    pred_rank = {i: r for r, i in enumerate(order)}
-    return sum(pred_rank[i] == i for i in range(len(s))) / len(s)
+    total = 0.0
+    for i in range(n):
+        above = sum(1 for j in range(n) if s[j] > s[i])
+        ties = sum(1 for j in range(n) if s[j] == s[i])
+        total += (1.0 / ties) if above <= i < above + ties else 0.0
+    return total / n
+
+
+def heuristic_item_score(rec: dict, kind: str) -> float:
+    """The official per-item score a heuristic judge (``longer`` / ``overlap``) gets on ``rec``."""
+    return rank_match(heuristic_scores(rec, kind))
 
 
 def cue_baselines(records: Sequence[dict], kinds: Sequence[str] = ("longer", "overlap")) -> dict[str, dict[str, float]]:

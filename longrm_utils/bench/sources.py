@@ -785,16 +785,23 @@ def load_source(source: str, path_or_hub: str | os.PathLike | None = None, *, us
 
 
 def fit_source_context(rec: SourceRecord, target: int, count: TokenCounter) -> str:
-    """Cut a source context to exactly ``target`` tokens (head kept); too short a context is an error."""
+    """Cut a source context to exactly ``target`` tokens (its head kept); a shorter context is an error.
+
+    Decoding a token prefix and re-encoding it does not always give the same count, so the prefix
+    length is corrected until the re-count matches.
+    """
     ids = count.tokenizer(rec.context, add_special_tokens=False)["input_ids"]
     if len(ids) < target:
         raise ContextTooShort(f"{rec.source} line {rec.line}: context has {len(ids)} tokens, fewer than the "
                               f"bucket's {target}")
-    text = count.tokenizer.decode(ids[:target])
-    for _ in range(8):
+    k, tried = target, set()
+    for _ in range(32):
+        tried.add(k)
+        text = count.tokenizer.decode(ids[:k], skip_special_tokens=True)
         n = count(text)
         if n == target:
             return text
-        ids = ids[: len(ids) - max(1, n - target)] if n > target else ids
-        text = count.tokenizer.decode(ids[:target - (n - target)] if n > target else ids[:target + (target - n)])
+        k = min(len(ids), max(1, k + (target - n)))
+        if k in tried:
+            k = min(len(ids), max(1, k + (1 if n < target else -1)))
     raise RuntimeError(f"{rec.source} line {rec.line}: could not cut the context to exactly {target} tokens")

@@ -439,7 +439,7 @@ def train_loop(loaded, items: Sequence[PrefItem], cfg: AlignConfig, *, kind: str
                 e = enc[order.pop()]
                 loss, m, w = _item_loss(model, e, cfg, kind, pad_id)
                 (loss / cfg.items_per_step).backward()
-                tot += float(loss) / cfg.items_per_step
+                tot += float(loss.detach()) / cfg.items_per_step
                 margins.append(m)
                 wins.append(w)
             gn = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -572,7 +572,39 @@ def measure_step(loaded, e: Encoded, *, kind: str, shared_prefix: bool, cfg: Ali
     tokens = (len(e.prompt_ids) + sum(len(r) for r in [e.chosen_ids] + e.reject_ids)) if shared_prefix else \
         sum(len(e.prompt_ids) + len(r) for r in [e.chosen_ids] + e.reject_ids)
     return {"shared_prefix": shared_prefix, "prompt_tokens": len(e.prompt_ids), "responses": n,
-            "tokens_encoded": tokens, "seconds": round(dt, 3), "peak_mib": round(peak, 1), "loss": float(loss)}
+            "tokens_encoded": tokens, "seconds": round(dt, 3), "peak_mib": round(peak, 1), "loss": float(loss.detach())}
+
+
+# ==================================================================================================
+# Reading judge results: base -> SFT -> aligned in one table
+# ==================================================================================================
+
+def _ci(m: dict, key: str) -> str:
+    v, ci = m.get(key), m.get(key + "_ci95")
+    if v is None:
+        return "-"
+    return f"{100 * v:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else f"{100 * v:.1f}"
+
+
+def progress_table(rows: dict[str, dict], group: str = "overall"):
+    """A Table-1-like frame from judge ``metrics.json`` dicts, one row per stage (label -> metrics).
+
+    Columns (percent): the official AVG. (pass 0), two-order and consistent accuracy with bootstrap
+    95% intervals, the position-bias rate, the first-slot rate and the parse-failure rate, plus n.
+    ``group`` picks ``overall`` or a ``by_tasktype`` entry (``PairWise``/``BestOfN``).
+    """
+    import pandas as pd
+
+    out = []
+    for label, met in rows.items():
+        m = met["overall"] if group == "overall" else met["by_tasktype"][group]
+        pct = lambda k: None if m.get(k) is None else round(100 * m[k], 1)  # noqa: E731
+        out.append({"stage": label, "AVG. (official)": (met.get("results") or {}).get("AVG."),
+                    "two-order acc [95% CI]": _ci(m, "acc_two_order"),
+                    "consistent acc [95% CI]": _ci(m, "acc_consistent"),
+                    "bias rate": pct("bias_rate"), "first-slot rate": pct("first_slot_rate"),
+                    "parse failures": pct("parse_failure_rate"), "n items": m.get("n_items")})
+    return pd.DataFrame(out).set_index("stage")
 
 
 # ==================================================================================================

@@ -113,8 +113,10 @@ class ModelShape:
 
             params = embeddings + layers * (attention + 3*h*I + 2*h)
 
-        which gives Qwen3-8B 12,288, SmolLM2-135M 1,536 and the 8B Llama 14,336. The course's own
-        models (tiny, SmolLM2) tie embeddings; the hub presets do not.
+        which gives Qwen3-8B 12,288, Con-J (Qwen2-7B) 18,944, SmolLM2-135M 1,536 and the 8B Llamas
+        14,336. The course's own models (tiny, SmolLM2) tie embeddings, and scalar presets have no
+        lm_head; the generative hub presets have both matrices. ``params_b`` is rounded in the
+        registry, so for the tiny model prefer :meth:`from_config` (exact).
         """
         from ..models import REGISTRY
 
@@ -123,7 +125,8 @@ class ModelShape:
         s = REGISTRY[name]
         if not (s.params_b and s.layers and s.hidden and s.kv_heads and s.head_dim and s.vocab):
             raise ValueError(f"preset {name!r} lacks shape numbers (params_b, layers, hidden, kv_heads, head_dim, vocab)")
-        tied = (s.route in ("tiny", "wheel")) if tied is None else tied
+        # One vocabulary matrix: the course's own models tie embeddings, and a scalar RM has no lm_head.
+        tied = (s.route in ("tiny", "wheel") or s.kind == "scalar") if tied is None else tied
         params = s.params_b * 1e9
         heads = s.hidden // s.head_dim
         if intermediate is None:
@@ -347,6 +350,51 @@ def _rss_kib(field_name: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field_name} line (Linux only)")
 
 
+class StepPeak:
+    """Peak resident memory of a block, above the level at its start (Linux ``/proc``; see MEASURE_METHOD).
+
+    ``with StepPeak() as m: ...`` then ``m.bytes`` and ``m.seconds``. Only meaningful in a process
+    started by :func:`run_isolated` (which sets the malloc threshold) and measured once.
+    """
+
+    def __enter__(self):
+        import gc
+
+        gc.collect()
+        Path("/proc/self/clear_refs").write_text("5")
+        self.rss0 = _rss_kib("VmRSS")
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+        self.peak = _rss_kib("VmHWM")
+        self.bytes = (self.peak - self.rss0) * 1024
+
+
+def run_isolated(target: str, spec: dict, *, threads: int = 1, timeout: float = 600) -> dict:
+    """Run ``target`` (``"package.module:function"`` or ``"path/to/file.py:function"``) on ``spec``
+    in a fresh Python process, with the malloc settings of MEASURE_METHOD; return its dict."""
+    from ..constants import REPO_ROOT
+
+    mod, fn = target.rsplit(":", 1)
+    if mod.endswith(".py"):
+        load = (f"import importlib.util as u; s=u.spec_from_file_location('m', {str(Path(mod).resolve())!r}); "
+                "m=u.module_from_spec(s); s.loader.exec_module(m)")
+    else:
+        load = f"import importlib; m=importlib.import_module({mod!r})"
+    code = f"import json,sys\n{load}\nprint('@@' + json.dumps(getattr(m, {fn!r})(json.loads(sys.argv[1]))))"
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
+               TRANSFORMERS_NO_ADVISORY_WARNINGS="1", LONGRM_THREADS=str(threads))
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True,
+                       timeout=timeout, env=env)
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("@@")]
+    if r.returncode != 0 or not line:
+        raise RuntimeError(f"isolated run {target} {spec} failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
+    return json.loads(line[-1][2:])
+
+
 def _child_step(spec: dict) -> dict:
     """Runs inside the measuring subprocess: one training step, returns bytes and seconds."""
     import torch
@@ -355,7 +403,7 @@ def _child_step(spec: dict) -> dict:
     from ..env import quiet, seed_everything
 
     quiet()
-    torch.set_num_threads(int(spec.get("threads", 1)))
+    torch.set_num_threads(int(os.environ.get("LONGRM_THREADS", "1")))
     seed_everything(0)
     kind = spec["kind"]
     loaded = models.load(spec["model"], kind=kind, device="cpu", attn=spec["attn"], trainable=True,
@@ -374,12 +422,11 @@ def _child_step(spec: dict) -> dict:
     vocab = model.config.vocab_size
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(4, vocab, (spec["batch"], spec["seq_len"]), generator=g)
-    step_kwargs = {"input_ids": ids, "use_cache": False}
-    if kind == "generative":
-        step_kwargs["labels"] = ids
-    import gc
 
-    def step(kw):
+    def step(n: int):
+        kw = {"input_ids": ids[:, :n], "use_cache": False}
+        if kind == "generative":
+            kw["labels"] = ids[:, :n]
         out = model(**kw)
         loss = out.loss if kind == "generative" else out.logits.float().pow(2).mean()
         loss.backward()
@@ -388,16 +435,11 @@ def _child_step(spec: dict) -> dict:
 
     # A 32-token warm-up step faults in the kernels' code pages and creates the AdamW states, so
     # the measured increment is a steady-state step: activations, logits and gradients.
-    step({k: (v[:, :32] if torch.is_tensor(v) else v) for k, v in step_kwargs.items()})
-    gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")
-    rss0 = _rss_kib("VmRSS")
-    t0 = time.perf_counter()
-    step(step_kwargs)
-    dt = time.perf_counter() - t0
-    peak = _rss_kib("VmHWM")
-    return {"measured_bytes": (peak - rss0) * 1024, "rss_before_bytes": rss0 * 1024, "peak_rss_bytes": peak * 1024,
-            "step_s": dt, "tokens_per_s": spec["batch"] * spec["seq_len"] / dt}
+    step(32)
+    with StepPeak() as m:
+        step(spec["seq_len"])
+    return {"measured_bytes": m.bytes, "rss_before_bytes": m.rss0 * 1024, "peak_rss_bytes": m.peak * 1024,
+            "step_s": m.seconds, "tokens_per_s": spec["batch"] * spec["seq_len"] / m.seconds}
 
 
 def measure_step(model: str = "tiny", *, method: str = "full", seq_len: int = 2048, batch: int = 1,
@@ -410,21 +452,12 @@ def measure_step(model: str = "tiny", *, method: str = "full", seq_len: int = 20
     """
     if attn not in ("sdpa", "eager"):
         raise ValueError(f"attn={attn!r}: on CPU only 'sdpa' or 'eager' can be measured")
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: use one of {', '.join(METHODS)}")
     spec = dict(model=model, method=method, seq_len=int(seq_len), batch=int(batch), grad_ckpt=bool(grad_ckpt),
-                attn=attn, kind=kind, lora_r=lora_r, lora_dropout=lora_dropout, threads=threads)
-    code = ("import json,sys\nfrom longrm_utils.train.memory import _child_step\n"
-            "print('@@' + json.dumps(_child_step(json.loads(sys.argv[1]))))")
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
-    from ..constants import REPO_ROOT
-
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True,
-                       timeout=timeout, env=env)
-    line = [ln for ln in r.stdout.splitlines() if ln.startswith("@@")]
-    if r.returncode != 0 or not line:
-        raise RuntimeError(f"measuring {spec} failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
-    return {**spec, **json.loads(line[-1][2:])}
+                attn=attn, kind=kind, lora_r=lora_r, lora_dropout=lora_dropout)
+    return {**spec, "threads": threads,
+            **run_isolated("longrm_utils.train.memory:_child_step", spec, threads=threads, timeout=timeout)}
 
 
 def plan_config_for(measured: dict, **overrides: Any) -> PlanConfig:

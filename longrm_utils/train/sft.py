@@ -366,3 +366,61 @@ def losses(log: Sequence[dict]) -> tuple[list[int], list[float]]:
     """(steps, training losses) from a trainer log."""
     pts = [(r["step"], r["loss"]) for r in log if "loss" in r and "step" in r]
     return [p[0] for p in pts], [p[1] for p in pts]
+
+
+# --- evaluation helpers used by notebook 04 ------------------------------------------------------------
+
+def stratified(records: Sequence[dict], n: int | None, seed: int = 0) -> list[dict]:
+    """``n`` records taken round-robin over (tasktype, task, bucket) cells, so a small evaluation
+    subset still covers every task, format and length; deterministic for ``seed``. ``None``: all."""
+    import random
+
+    if n is None or n >= len(records):
+        return list(records)
+    cells: dict[tuple, list[dict]] = {}
+    for r in records:
+        cells.setdefault((r["tasktype"], r["task"], r["ctx_length_for_length"]), []).append(r)
+    rng = random.Random(seed)
+    queues = [cells[k][:] for k in sorted(cells)]
+    for q in queues:
+        rng.shuffle(q)
+    out: list[dict] = []
+    while len(out) < n:
+        for q in queues:
+            if q and len(out) < n:
+                out.append(q.pop())
+    return out
+
+
+def metrics_on(predictions_path: str | Path, records: Sequence[dict]) -> dict | None:
+    """Re-score saved predictions restricted to ``records`` (by task and id); None if some are missing.
+
+    This reuses an earlier notebook's judging of the same items as the 'before' figure.
+    """
+    from ..judge import score
+
+    p = Path(predictions_path)
+    if not p.is_file():
+        return None
+    want = {(str(r["task"]), str(r["id"])) for r in records}
+    preds = [x for x in score.read_predictions(p) if (str(x["task"]), str(x["id"])) in want]
+    if {(str(x["task"]), str(x["id"])) for x in preds} != want:
+        return None
+    return score.score_predictions(preds)[1]
+
+
+def train_stages(cfg: SFTRun, stages: Sequence[tuple[str, Sequence[dict], int]], out_dir: str | Path, *,
+                 device: str = "auto") -> list[SFTResult]:
+    """A short-to-long curriculum: ``stages`` are ``(name, examples, max_steps)``, each continuing the
+    previous stage's weights. Earlier stages are saved under ``out_dir/stages/<name>``, the last one
+    in ``out_dir`` itself; each resumes from its own checkpoints."""
+    out_dir = Path(out_dir)
+    results: list[SFTResult] = []
+    loaded = None
+    for k, (name, examples, steps) in enumerate(stages):
+        last = k == len(stages) - 1
+        res = train_sft(replace(cfg, max_steps=steps), examples, out_dir if last else out_dir / "stages" / name,
+                        device=device, loaded=loaded, extra_meta={"curriculum_stage": name})
+        loaded = res.loaded
+        results.append(res)
+    return results

@@ -146,7 +146,11 @@ def evidence_quote(evidence: Sequence[str], golden: str, max_words: int) -> str:
     g = set(words(golden)) - _STOP
     best = max(sents, key=lambda s: (len(set(words(s)) & g), -len(s)))
     w = best.split()
-    return " ".join(w[:max_words]) + (" ..." if len(w) > max_words else "")
+    if len(w) <= max_words:
+        return best
+    # the window of max_words words that covers the most golden-answer words
+    start = max(range(len(w) - max_words + 1), key=lambda i: (len(set(words(" ".join(w[i:i + max_words]))) & g), -i))
+    return ("... " if start else "") + " ".join(w[start:start + max_words]) + (" ..." if start + max_words < len(w) else "")
 
 
 def _agreement(score: float | None, rank: int, n: int) -> str:
@@ -269,6 +273,17 @@ def item_golden(rec: dict, where: str = "<records>") -> str:
 def item_critical(rec: dict, chunks: Sequence[str], question: str, golden: str, k: int = 2) -> tuple[list[int], str]:
     """Critical chunk indices and how they were found: ``meta`` (labelled evidence) or ``retrieval``."""
     meta = rec.get("meta") or {}
+    spans = meta.get("evidence_spans")
+    if spans:  # character spans in the context (the offline generators record them)
+        starts, pos = [], 0
+        _, ctx, _ = _parts(rec, "<record>")
+        for c in chunks:
+            s = ctx.index(c, pos)
+            starts.append((s, s + len(c)))
+            pos = s + len(c)
+        idx = sorted({i for i, (s, e) in enumerate(starts) for a, b in spans if s < b and a < e})
+        if idx:
+            return idx, "meta"
     ev = meta.get("evidence")
     if ev:
         ev = [ev] if isinstance(ev, str) else list(ev)

@@ -1,0 +1,136 @@
+"""bench.construct: labels, margins, tiers, balance, cue guard, dedupe, splits, layouts, the CLI."""
+import json
+import random
+
+import pytest
+
+from longrm_utils.bench import construct as C
+from longrm_utils.bench import metrics as M
+from longrm_utils.bench import schema
+from longrm_utils.bench import sources as S
+from longrm_utils.constants import (DATA_DIR, PAPER_BON_ITEMS_PER_SIZE, PAPER_PAIRWISE_ITEMS, PAPER_TASK_COUNTS,
+                                    PAPER_TOTAL_ITEMS, TASKS)
+
+
+@pytest.fixture(scope="module")
+def count():
+    return S.counter_for("tiny")
+
+
+@pytest.fixture(scope="module")
+def small(count):
+    cells = C.cell_layout(TASKS, ["4k"], 1, rotate_bon=False)
+    return C.build(cells, count, seed=1, namespace="t"), cells
+
+
+def test_every_cell_is_built_and_balanced(small):
+    rep, cells = small
+    assert len(rep.records) == rep.requested == 7 * 5
+    assert C.check_balance(rep.records, cells) == []
+    assert {C.fmt_of(r) for r in rep.records} == set(C.FORMATS)
+
+
+def test_labels_margins_and_tiers(small):
+    rep, _ = small
+    for r in rep.records:
+        m = r["meta"]
+        # stored scores are recomputed from the texts with the task metric
+        gold_by_style = {}
+        for text, model, ratio, raw in zip(schema.answers(r), schema.answer_models(r), m["scores"], m["raw_scores"]):
+            assert M.score(r["task"], text, m["reference"]) == pytest.approx(raw, abs=1e-4)
+            assert 0 <= ratio <= 1
+        if r["tasktype"] == "PairWise":
+            assert M.pair_margin(*m["scores"]) >= 0.4
+            same = r["chosen_model"] == r["rejected_model"]
+            assert same == (r["subtype"] == "same")
+        else:
+            tiers = [M.tier(x) for x in r["candidates_score"]]
+            assert None not in tiers and len(set(tiers)) == len(tiers) and tiers == sorted(tiers)
+            assert tiers[0] == 0
+
+
+def test_deterministic_and_seed_sensitive(count):
+    cells = [("Math", "4k", "same", 1), ("ICL", "4k", "bon3", 1)]
+    a = C.build(cells, count, seed=5).records
+    b = C.build(cells, count, seed=5).records
+    c = C.build(cells, count, seed=6).records
+    assert a == b and a != c
+
+
+def test_bucket_lengths_counted_with_the_named_tokenizer(small, count):
+    rep, _ = small
+    for r in rep.records:
+        assert r["meta"]["tokenizer"] == "tiny"
+        assert r["meta"]["context_tokens"] == C.target_tokens("4k") == count(schema.context_parts(r)[1].strip("\n"))
+        assert r["length"] == count(schema.user_prompt(r))
+
+
+def test_cue_guard_keeps_heuristics_near_chance(small):
+    rep, _ = small
+    base = C.cue_baselines(rep.records)
+    assert C.cue_violations(base) == [], base
+    # the check itself fires on a leaky set: make every chosen answer the longer one
+    leaky = [dict(r, chosen=r["chosen"] + " Indeed, this is thoroughly checked.") for r in rep.records
+             if r["tasktype"] == "PairWise"]
+    assert C.cue_baselines(leaky)["longer"]["PairWise"] == 100.0
+    assert C.cue_violations(C.cue_baselines(leaky))
+
+
+def test_rank_match_chance_and_ties():
+    assert C.rank_match([3, 2, 1]) == 1.0
+    assert C.rank_match([1, 2, 3]) == pytest.approx(1 / 3)
+    assert C.rank_match([1, 1, 1, 1]) == pytest.approx(0.25)
+    assert C.rank_match([1, 1]) == 0.5
+
+
+def test_dedupe_and_exclusion(count):
+    cells = [("Code", "4k", "cross", 1)]
+    first = C.build(cells, count, seed=2)
+    again = C.build(cells, count, seed=2, exclude_keys={C.content_key(r) for r in first.records})
+    # the same item is regenerated, recognised as a duplicate, and replaced by a retry with another index
+    assert again.duplicates >= 1 and again.records and again.records[0]["id"] != first.records[0]["id"]
+
+
+def test_skips_are_counted_not_silent(count):
+    rep = C.build([("Summ", "4k", "same", 1)], count, seed=0, margin=1.01, retries=2)
+    assert rep.records == [] and len(rep.skips) == 3
+    assert rep.summary()["skipped"] == 3
+
+
+def test_shipped_short_sets_are_disjoint_and_sized():
+    short = schema.read_jsonl(DATA_DIR / "mini" / "short.jsonl")
+    train = schema.read_jsonl(DATA_DIR / "mini" / "short_train.jsonl")
+    mini = schema.read_jsonl(DATA_DIR / "mini" / "mini.jsonl")
+    assert sum(r["tasktype"] == "PairWise" for r in short) >= 50
+    assert {r["subtype"] for r in short if r["tasktype"] == "BestOfN"} == {"2", "3", "4"}
+    assert all(r["ctx_length_for_length"] == "short" and 256 <= r["meta"]["context_tokens"] <= 512 for r in short)
+    assert len(train) >= 150 and all(r["tasktype"] == "PairWise" for r in train)
+    assert C.disjoint_report(short, train) == 0
+    assert {r["task"] for r in mini} == set(TASKS)
+    assert {C.fmt_of(r) for r in mini} == set(C.FORMATS)
+    assert {r["ctx_length_for_length"] for r in mini} >= {"4k", "8k"}
+
+
+def test_paper_layout_reproduces_the_paper_counts():
+    cells = C.paper_layout_cells()
+    assert sum(n for *_, n in cells) == PAPER_TOTAL_ITEMS
+    for t, n in PAPER_TASK_COUNTS.items():
+        assert sum(k for tt, _, _, k in cells if tt == t) == n
+    assert sum(k for _, _, f, k in cells if f in ("same", "cross")) == PAPER_PAIRWISE_ITEMS
+    for f in ("bon2", "bon3", "bon4"):
+        assert sum(k for _, _, ff, k in cells if ff == f) == PAPER_BON_ITEMS_PER_SIZE
+    per_bucket = {}
+    for _, b, _, k in cells:
+        per_bucket[b] = per_bucket.get(b, 0) + k
+    assert max(per_bucket.values()) - min(per_bucket.values()) <= 1  # spread evenly over the six buckets
+
+
+def test_cli_builds_a_mini_set_and_card(tmp_path):
+    rc = C.cli(["--out", str(tmp_path), "--buckets", "4k", "--no-short"])
+    assert rc == 0
+    recs = schema.read_jsonl(tmp_path / "mini.jsonl")
+    assert len(recs) == 7 * 3
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["sets"]["mini"]["items"] == 21
+    assert (tmp_path / "figures" / "token_lengths.png").stat().st_size > 1000
+    assert "Surface-cue baselines" in (tmp_path / "DATA_CARD.md").read_text()

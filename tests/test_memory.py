@@ -1,0 +1,113 @@
+"""The memory planner: its arithmetic, its CLI, and its predictions against measured CPU peaks."""
+import json
+import sys
+
+import pytest
+
+from longrm_utils import models
+from longrm_utils.train import memory as M
+
+TOLERANCE = 0.15
+"""Stated tolerance: prediction within 15% of the measured step peak (sdpa, >= 2k tokens, tiny model)."""
+
+
+@pytest.fixture(scope="module")
+def tiny_shape():
+    return M.ModelShape.from_config(models.build_tiny(0), name="tiny")
+
+
+def test_presets_derive_known_mlp_widths():
+    # The published intermediate_size of each model, derived here from params_b alone.
+    assert M.ModelShape.from_preset("qwen3-8b").intermediate == 12288
+    assert M.ModelShape.from_preset("llama-3.1-8b-instruct").intermediate == 14336
+    assert M.ModelShape.from_preset("con-j-qwen2-7b").intermediate == 18944
+    assert M.ModelShape.from_preset("smollm2-135m-instruct").intermediate == 1536
+    assert M.ModelShape.from_preset("skywork-reward-v2-llama-3.1-8b").intermediate == 14336
+
+
+def test_from_config_counts_tiny_params_exactly(tiny_shape):
+    import torch  # noqa: F401
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(models.build_tiny(0))
+    assert tiny_shape.params == sum(p.numel() for p in m.parameters())
+
+
+def test_static_terms_follow_the_method():
+    s = M.ModelShape.from_preset("qwen3-8b")
+    full = M.predict(s, M.PlanConfig(method="full", seq_len=1024))
+    assert full.weights == pytest.approx(s.params * 2)
+    assert full.optimizer == pytest.approx(s.params * 12)  # fp32 master + two moments
+    lora = M.predict(s, M.PlanConfig(method="lora", seq_len=1024))
+    qlora = M.predict(s, M.PlanConfig(method="qlora", seq_len=1024))
+    assert qlora.weights < 0.4 * lora.weights
+    assert lora.grads == pytest.approx(s.lora_params(16) * 4)
+    z3 = M.predict(s, M.PlanConfig(method="full", seq_len=1024, n_gpus=8, sharding="zero3"))
+    z2 = M.predict(s, M.PlanConfig(method="full", seq_len=1024, n_gpus=8, sharding="zero2"))
+    assert z3.weights == pytest.approx(full.weights / 8) and z2.weights == pytest.approx(full.weights)
+    assert z2.optimizer == pytest.approx(full.optimizer / 8)
+
+
+def test_activations_linear_except_eager_and_cp_divides():
+    s = M.ModelShape.from_preset("qwen3-8b")
+    a = [M.predict(s, M.PlanConfig(seq_len=n, attn="flash")).activations for n in (8192, 16384, 32768)]
+    assert a[1] / a[0] == pytest.approx(2.0) and a[2] / a[1] == pytest.approx(2.0)
+    e = [M.predict(s, M.PlanConfig(seq_len=n, attn="eager")).activations for n in (8192, 16384)]
+    assert e[1] / e[0] > 3.0  # seq² probabilities dominate
+    cp = M.predict(s, M.PlanConfig(seq_len=65536, n_gpus=4, cp_size=4))
+    one = M.predict(s, M.PlanConfig(seq_len=65536 // 4))
+    assert cp.activations == pytest.approx(one.activations)
+
+
+def test_checkpointing_and_loss_tokens_reduce_the_peak():
+    s = M.ModelShape.from_preset("qwen3-8b")
+    base = M.PlanConfig(seq_len=16384, grad_ckpt=False)
+    no = M.predict(s, base).total
+    ck = M.predict(s, M.PlanConfig(seq_len=16384, grad_ckpt=True)).total
+    resp = M.predict(s, M.PlanConfig(seq_len=16384, grad_ckpt=True, loss_tokens=1024)).total
+    assert ck < no / 3 and resp < ck
+
+
+def test_max_context_is_the_boundary():
+    s = M.ModelShape.from_preset("qwen3-8b")
+    cfg = M.PlanConfig(method="qlora", loss_tokens=2048)
+    n = M.max_context(s, cfg, 24)
+    assert n > 0
+    budget = 24 * M.GiB * 0.9
+    assert M.predict(s, M.PlanConfig(method="qlora", loss_tokens=2048, seq_len=n)).total <= budget
+    assert M.predict(s, M.PlanConfig(method="qlora", loss_tokens=2048, seq_len=n + 1024)).total > budget
+    assert M.max_context(s, cfg, 80) > 2 * n
+    assert M.max_context(s, M.PlanConfig(method="full"), 24) == 0  # 8B full fine-tuning never fits 24 GB
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(ValueError, match="PlanConfig.method"):
+        M.PlanConfig(method="adapter")
+    with pytest.raises(ValueError, match="cp_size"):
+        M.PlanConfig(cp_size=4, n_gpus=2)
+    with pytest.raises(KeyError, match="unknown preset"):
+        M.ModelShape.from_preset("gpt-17")
+
+
+def test_cli_json(capsys):
+    from longrm_utils.__main__ import main
+
+    assert main(["plan", "--model", "qwen3-8b", "--method", "qlora", "--seq-len", "8192", "--gpu-mem", "24",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"]["seq_len"] == 8192 and out["max_context"] > 0
+    assert set(out["predicted_gib"]) == {*M.Breakdown.TERMS, "total"}
+    with pytest.raises(SystemExit):
+        main(["plan", "--params-b", "1.0", "--layers", "4"])  # missing numbers are named
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="measures /proc/self peak RSS")
+@pytest.mark.parametrize("kw", [dict(kind="generative"), dict(kind="scalar", grad_ckpt=True)],
+                         ids=["sft-full", "rm-ckpt"])
+def test_prediction_matches_measured_cpu_peak(tiny_shape, kw):
+    rows = M.validate("tiny", (2048, 8192), shape=tiny_shape, **kw)
+    for r in rows:
+        assert abs(r["ratio"] - 1) <= TOLERANCE, r
+    # Measured memory grows linearly with length (sdpa keeps O(seq) state): 4x tokens -> ~4x bytes.
+    growth = rows[1]["measured_bytes"] / rows[0]["measured_bytes"]
+    assert 3.2 < growth < 4.6, growth

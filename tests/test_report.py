@@ -1,0 +1,48 @@
+import json
+
+import nbformat
+import pytest
+
+from longrm_utils import report
+from longrm_utils.constants import REPO_ROOT
+
+
+def _fake_run(tmp_path):
+    run = tmp_path / "run"
+    (run / "analysis" / "figures").mkdir(parents=True)
+    summary = {"profile": "cpu", "total_wall_s": 90.0, "notebooks": [
+        {"notebook": "00_setup_and_tour", "status": "ok", "wall_s": 90.0, "budget_s": 60.0, "over_budget": True,
+         "headline": {}}]}
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "summary.md").write_text("# Course run\n\nTotal wall time: 1.5 min\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# hello")]
+    nbformat.write(nb, str(run / "00_setup_and_tour.ipynb"))
+    (run / "analysis" / "figures" / "acc.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
+    return run, summary
+
+
+def test_render_writes_pages_and_figures(tmp_path):
+    run, _ = _fake_run(tmp_path)
+    idx = report.render(run, tmp_path / "docs")
+    text = idx.read_text()
+    assert "00_setup_and_tour.html" in text and "analysis__figures__acc.png" in text
+    assert (tmp_path / "docs" / "00_setup_and_tour.html").read_text().count("hello") >= 1
+    assert (tmp_path / "docs" / "figures" / "analysis__figures__acc.png").exists()
+
+
+def test_render_needs_a_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="summary.json"):
+        report.render(tmp_path, tmp_path / "docs")
+
+
+def test_course_map_uses_measured_times(tmp_path):
+    _, summary = _fake_run(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO_ROOT / "README.md").read_text())
+    report.update_readme(summary, readme)
+    row = [ln for ln in readme.read_text().splitlines() if ln.startswith("| 00 |")][0]
+    assert "1.5 min (over budget)" in row
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="course-map"):
+        report.update_readme(summary, readme)

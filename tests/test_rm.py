@@ -1,0 +1,43 @@
+"""load_rm and export on the tiny model and on a LoRA-adapted SmolLM2."""
+import pytest
+
+from longrm_utils import load_rm, models
+from longrm_utils.rm import GenerativeRM, ScalarRM, export
+
+PROMPT = [{"role": "user", "content": "The museum opened in 1932. When did the museum open?"}]
+RESPONSES = ["It opened in 1932.", "It opened in 1990.", "It opened in 1955."]
+
+
+def _adapter(tmp_path, preset, kind):
+    loaded = models.add_lora(models.load(preset, device="cpu", kind=kind), r=4)
+    for n, p in loaded.model.named_parameters():  # make the adapter non-trivial, deterministically
+        if "lora_B" in n:
+            p.data.fill_(0.01)
+    return models.save_model(loaded, tmp_path / f"{preset}-lora", stage="test")
+
+
+@pytest.mark.parametrize("preset", ["tiny-rm"] + (["smollm2-135m-rm"] if models.smollm2_wheel_dir() else []))
+def test_scalar_adapter_load_and_export(tmp_path, preset):
+    ad = _adapter(tmp_path, preset, models.SCALAR)
+    rm = load_rm(str(ad), device="cpu")
+    assert isinstance(rm, ScalarRM)
+    s1 = rm.score(PROMPT, RESPONSES)
+    assert len(s1) == 3 and rm.best_of_n(PROMPT, RESPONSES) == max(range(3), key=s1.__getitem__)
+    merged = export(ad, tmp_path / "merged")
+    assert f"base model: `{preset}`" in (merged / "README.md").read_text()
+    assert not (merged / "adapter_config.json").exists()
+    s2 = load_rm(str(merged), device="cpu").score(PROMPT, RESPONSES)
+    assert s2 == pytest.approx(s1, abs=1e-4)
+
+
+def test_generative_tiny_judge(tmp_path):
+    ad = _adapter(tmp_path, "tiny", models.GENERATIVE)
+    judge = load_rm(str(ad), device="cpu", max_new_tokens=8)
+    assert isinstance(judge, GenerativeRM)
+    r = judge.judge(PROMPT, RESPONSES[:2])
+    assert r is None or sorted(r) == [0, 1]
+    assert isinstance(judge.last_raw, str)
+    with pytest.raises(ValueError):
+        judge.judge(PROMPT, RESPONSES[:1])
+    merged = export(ad, tmp_path / "merged-gen")
+    assert isinstance(load_rm(str(merged), device="cpu"), GenerativeRM)
