@@ -897,7 +897,8 @@ def pick_ablation_judges(found: dict[str, Path], spec: str | Sequence[str] = "au
 def ablate_saved_judge(rd: str | Path, judge_id: str, *, k: int = 8, modes: Sequence[str] = ("remove", "distractor"),
                        seed: int = 0, device: str = "auto", loaded: Any = None) -> dict[str, Any]:
     """:func:`run_ablation` for a judge saved in a run: same model, kind, benchmark, prompts and limits as
-    recorded in its ``run_config.json``; writes into ``RUN/analysis/ablation/<judge_id>/<mode>/``."""
+    recorded in its ``run_config.json``; writes into ``RUN/analysis/ablation/<judge_id>/k<k>-seed<seed>/<mode>/``
+    (so a rerun with the same ``k`` and ``seed`` resumes, and another ``k`` does not collide)."""
     folder = saved_judges(rd, [judge_id])[judge_id]
     cfg = judge_config(folder)
     if not cfg:
@@ -913,7 +914,8 @@ def ablate_saved_judge(rd: str | Path, judge_id: str, *, k: int = 8, modes: Sequ
         extra = {"order_seed": extra["order_seed"]}
     return run_ablation(cfg["judge"], kind=cfg["kind"], records=records,
                         original=load_predictions(folder / "predictions.jsonl"),
-                        out_dir=Path(rd) / "analysis" / "ablation" / judge_id, modes=modes, k=k, seed=seed,
+                        out_dir=Path(rd) / "analysis" / "ablation" / judge_id / f"k{k}-seed{seed}", modes=modes, k=k,
+                        seed=seed,
                         loaded=loaded, device=device, judge_id=f"{judge_id}-ablated", **extra)
 
 

@@ -68,7 +68,12 @@ def test_bucket_lengths_counted_with_the_named_tokenizer(small, count):
 def test_cue_guard_keeps_heuristics_near_chance(small):
     rep, _ = small
     base = C.cue_baselines(rep.records)
-    assert C.cue_violations(base) == [], base
+    assert C.cue_violations({k: {"PairWise": v["PairWise"]} for k, v in base.items()}) == [], base
+    # per task, on a set large enough to judge (the shipped training split: 24-28 pairs per task)
+    train = schema.read_jsonl(DATA_DIR / "mini" / "short_train.jsonl")
+    tb = C.cue_baselines(train)
+    assert C.cue_violations(tb, n=C.cue_counts(train)) == [], tb
+    assert all(35 <= v <= 65 for row in tb.values() for v in row.values()), tb
     # the check itself fires on a leaky set: make every chosen answer the longer one
     leaky = [dict(r, chosen=r["chosen"] + " Indeed, this is thoroughly checked.") for r in rep.records
              if r["tasktype"] == "PairWise"]
@@ -134,3 +139,58 @@ def test_cli_builds_a_mini_set_and_card(tmp_path):
     assert card["sets"]["mini"]["items"] == 21
     assert (tmp_path / "figures" / "token_lengths.png").stat().st_size > 1000
     assert "Surface-cue baselines" in (tmp_path / "DATA_CARD.md").read_text()
+
+
+class _FakeSpec:
+    name = "fake-policy"
+    chat_template_kwargs = {}
+
+
+class _FakeLoaded:
+    """A stand-in policy: answers correctly when the evidence is in the prompt, else with a wrong value."""
+
+    def __init__(self, trip, tokenizer):
+        self.trip, self.tokenizer, self.spec, self.meta = trip, tokenizer, _FakeSpec(), {}
+
+
+def test_policy_item_pairs_answers_by_metric(count, monkeypatch):
+    from longrm_utils import models
+
+    trip = S.generate("LongQA", 3000, count, seed=0, index=3, subtask="single-doc")
+    s, e = trip.evidence_spans[0]
+    evidence = trip.context[s:e]
+
+    def fake_generate(loaded, ids, max_new_tokens, cache=None):
+        prompt = loaded.tokenizer.decode(ids)
+        vals = trip.slots if evidence in prompt else [a[0] for a in trip.alts]
+        return trip.render(vals, "concise"), []
+
+    monkeypatch.setattr(models, "generate", fake_generate)
+    pol = _FakeLoaded(trip, count.tokenizer)
+    cands = C.policy_candidates(pol, trip, seed=0)
+    assert {c.perturbation for c in cands} >= {"full", "drop-clue-docs"}
+    full = next(c for c in cands if c.perturbation == "full")
+    dropped = next(c for c in cands if c.perturbation == "drop-clue-docs")
+    assert full.ratio == 1.0 and dropped.ratio == 0.0
+    rec = C.policy_item(pol, trip, "same", count, rec_id="p-0", bucket="4k")
+    assert rec["chosen_model"] == rec["rejected_model"] == "fake-policy" and rec["subtype"] == "same"
+    assert rec["meta"]["scores"][0] - rec["meta"]["scores"][1] >= 0.4
+
+
+def test_policy_refuses_the_random_init_model(count):
+    from longrm_utils import models
+
+    tiny = models.load("tiny", device="cpu")
+    trip = S.generate("Math", 2000, count, seed=0)
+    with pytest.raises(ValueError, match="random-init"):
+        C.policy_candidates(tiny, trip)
+
+
+def test_hub_set_counts_contexts_too_short_for_a_bucket(count):
+    pol = _FakeLoaded(None, count.tokenizer)
+    rep = C.build_hub_set({"longbench": str(DATA_DIR / "samples" / "longbench.jsonl")}, pol, count,
+                          buckets=["4k", "8k"], limit=10)
+    assert rep.records == []
+    assert rep.requested == 4
+    assert sum("fewer than the bucket" in s for s in rep.skips) == 3 * 2  # 3 records × 2 buckets
+    assert sum("field 'context' missing" in s for s in rep.skips) == 1

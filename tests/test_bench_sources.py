@@ -115,3 +115,16 @@ def test_fit_source_context(tiny_count):
     assert tiny_count(cut) == n // 2
     with pytest.raises(S.ContextTooShort, match="fewer than"):
         S.fit_source_context(recs[0], n + 10, tiny_count)
+
+
+def test_tokenizer_without_chat_template_is_a_clear_error(tmp_path, tiny_count):
+    tok = tiny_count.tokenizer
+    saved = tok.chat_template
+    try:
+        tok.chat_template = None
+        tok.save_pretrained(tmp_path)
+    finally:
+        tok.chat_template = saved
+    (tmp_path / "chat_template.jinja").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="no chat template"):
+        S.counter_for(str(tmp_path))

@@ -455,13 +455,29 @@ CUE_LIMIT = 65.0
 """A heuristic above this pairwise accuracy means the answers leak a surface cue (issue #3)."""
 
 
+CUE_MIN_PAIRS = 8
+"""Per-task cue checks need this many pairs; below it one item moves the rate by more than 12 points."""
+
+
+def cue_counts(records: Sequence[dict]) -> dict[str, int]:
+    """How many items stand behind each column of :func:`cue_baselines`."""
+    c: Counter = Counter()
+    for r in records:
+        for key in ("ALL", r["tasktype"]) + ((r["task"],) if r["tasktype"] == "PairWise" else ()):
+            c[key] += 1
+    return dict(c)
+
+
 def cue_violations(baselines: dict[str, dict[str, float]], limit: float = CUE_LIMIT, *,
-                   mirror: bool = False) -> list[str]:
-    """Pairwise cells where a heuristic beats ``limit`` (or, with ``mirror``, where its opposite would)."""
+                   mirror: bool = False, n: dict[str, int] | None = None, min_pairs: int = CUE_MIN_PAIRS) -> list[str]:
+    """Pairwise columns where a heuristic beats ``limit`` (with ``mirror``: where its opposite would).
+
+    With ``n`` (from :func:`cue_counts`), task columns with fewer than ``min_pairs`` pairs are not judged.
+    """
     out = []
     for kind, row in baselines.items():
         for k, v in row.items():
-            if k in ("BestOfN", "ALL"):
+            if k in ("BestOfN", "ALL") or (n is not None and n.get(k, 0) < min_pairs):
                 continue
             if v > limit:
                 out.append(f"prefer-{kind} scores {v:.1f}% on {k} pairs")
@@ -577,10 +593,12 @@ def count_table(records: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def baseline_table(base: dict[str, dict[str, float]]) -> str:
+def baseline_table(base: dict[str, dict[str, float]], n: dict[str, int] | None = None) -> str:
     keys = [t for t in TASKS if t in next(iter(base.values()))] + ["PairWise", "BestOfN", "ALL"]
     keys = [k for k in keys if k in next(iter(base.values()))]
     lines = ["| heuristic | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    if n is not None:
+        lines.append("| items | " + " | ".join(str(n.get(k, 0)) for k in keys) + " |")
     for kind, row in base.items():
         lines.append(f"| prefer-{kind} | " + " | ".join(f"{row.get(k, float('nan')):.1f}" for k in keys) + " |")
     return "\n".join(lines)
@@ -657,8 +675,10 @@ def write_card(path: str | Path, sets: dict[str, Sequence[dict]], reports: dict[
     for name, recs in sets.items():
         rep = reports[name]
         base = cue_baselines(recs)
-        viol = cue_violations(base)
-        mirror = [v for v in cue_violations(base, mirror=True) if v not in viol]
+        ncue = cue_counts(recs)
+        viol = cue_violations(base, n=ncue)
+        mirror = [v for v in cue_violations(base, mirror=True, n=ncue) if v not in viol]
+        small = [k for k in TASKS if 0 < ncue.get(k, 0) < CUE_MIN_PAIRS]
         lens = sorted(r[META_KEY]["context_tokens"] for r in recs)
         card["sets"][name] = {"items": len(recs), "build": rep.summary(), "cue_baselines": base, "cue_violations": viol,
                               "mirror_cues": mirror,
@@ -668,10 +688,12 @@ def write_card(path: str | Path, sets: dict[str, Sequence[dict]], reports: dict[
                f"Lengths counted with the `{recs[0][META_KEY]['tokenizer']}` tokenizer; contexts of "
                f"{lens[0]}–{lens[-1]} tokens.", "", count_table(recs), "",
                "**Surface-cue baselines** (accuracy %, official per-item score; task columns: pairs only, chance 50; "
-               "BestOfN: rank-match ratio, chance 50/33/25 for 2/3/4). "
+               "BestOfN: rank-match ratio, chance 50/33/25 for 2/3/4; the row `items` counts what each column averages). "
                f"A heuristic above {CUE_LIMIT:.0f}% on pairs means the answers leak a cue; far below 50 is the "
-               "mirror cue (the opposite heuristic would win).", "", baseline_table(base), "",
+               "mirror cue (the opposite heuristic would win).", "", baseline_table(base, ncue), "",
                ("Cue check: " + ("**flagged**: " + "; ".join(viol) if viol else "no heuristic above the limit.")
+                + (f" Task columns with fewer than {CUE_MIN_PAIRS} pairs ({', '.join(small)}) are shown but not judged:"
+                   " one item moves them by 12-50 points." if small else "")
                 + (" Mirror cues (reported, not a failure of the check): " + "; ".join(mirror) + "." if mirror else "")), "",
                f"Build: requested {rep.requested}, built {len(recs)}, retried or skipped {len(rep.skips)}, "
                f"duplicates removed {rep.duplicates}.", ""]
@@ -733,3 +755,141 @@ def build_course_sets(out: str | Path, *, tokenizer: str = "tiny", short_tokeniz
     return {"paths": paths, "figures": figures, "card": out / "DATA_CARD.md", "card_data": card,
             "balance_problems": balance, "train_eval_shared_fingerprints": shared, "records": sets,
             "reports": reports}
+
+
+# --- real policy models (optional: SmolLM2 on short items on CPU, 8B models on GPU) -------------------------------
+
+def perturbed_contexts(trip: Triplet, rng: random.Random) -> dict[str, str]:
+    """The paper's input perturbations of one context, by name: the full context; the source truncated
+    by 20 % and 50 %; and, where the evidence spans are known, the clue chunks dropped with p = 0.5."""
+    ctx = trip.context
+    out = {"full": ctx, "truncate-source-20%": ctx[: int(len(ctx) * 0.8)], "truncate-source-50%": ctx[: len(ctx) // 2]}
+    if trip.evidence_spans:
+        keep = [sp for sp in trip.evidence_spans if rng.random() < 0.5]
+        drop = [sp for sp in trip.evidence_spans if sp not in keep] or trip.evidence_spans[:1]
+        text = ctx
+        for s, e in sorted(drop, reverse=True):
+            text = text[:s] + text[e:]
+        out["drop-clue-docs"] = text
+    return out
+
+
+def policy_candidates(loaded, trip: Triplet, *, max_new_tokens: int = 64, seed: int = 0) -> list[Candidate]:
+    """Answers of a real policy model under each perturbed context, scored with the task metric.
+
+    ``loaded`` is a ``models.Loaded`` generative model. A random-init model (the tiny one) is refused:
+    its outputs are token loops, not answers.
+    """
+    from .. import models
+
+    if (loaded.meta or {}).get("method") == "random-init" or loaded.spec.name in ("tiny", "tiny-rm"):
+        raise ValueError("policy candidates need a pretrained model; the tiny model is random-init "
+                         "(use smollm2-135m-instruct on short items, or a GPU preset)")
+    if not loaded.tokenizer.chat_template:
+        raise ValueError(f"tokenizer of {loaded.spec.name!r} has no chat template")
+    rng = item_rng(seed, "policy", trip.seed)
+    golden = trip.golden("concise")
+    gold = M.score(trip.task, golden, trip.reference) or 1.0
+    out = []
+    for name, ctx in perturbed_contexts(trip, rng).items():
+        user = f"{trip.instruction}\n\n{CONTEXT_OPEN}\n{ctx}\n{CONTEXT_CLOSE}\n\nQuestion: {trip.question}"
+        ids = models.chat_ids(loaded.tokenizer, [{"role": "user", "content": user}], loaded.spec)
+        text, _ = models.generate(loaded, ids, max_new_tokens)
+        text = text.strip()
+        if not text:
+            continue
+        sc = M.score(trip.task, text, trip.reference)
+        out.append(Candidate(text, loaded.spec.name, round(sc, 4), round(min(sc / gold, 1.0), 4), (), name))
+    return out
+
+
+def policy_item(loaded, trip: Triplet, fmt: str, count: TokenCounter, *, rec_id: str, bucket: str, seed: int = 0,
+                margin: float = 0.4, max_new_tokens: int = 64, include_golden: bool = True) -> dict:
+    """A record whose answers come from a policy model (plus the golden answer as a reference answer).
+
+    Pairs take the best and the worst answer if they differ by ``margin``; BoN items need answers in
+    distinct tiers. Raises ``LookupError`` when the model's answers cannot form the item (count it).
+    """
+    cands = policy_candidates(loaded, trip, max_new_tokens=max_new_tokens, seed=seed)
+    if include_golden:
+        g = trip.golden("concise")
+        cands.append(Candidate(g, "golden", M.score(trip.task, g, trip.reference), 1.0, (), "golden"))
+    uniq: dict[str, Candidate] = {}
+    for c in sorted(cands, key=lambda c: -c.ratio):  # stable: a policy answer equal to the golden one wins
+        uniq.setdefault(c.text, c)
+    cands = list(uniq.values())
+    if fmt in ("same", "cross"):
+        pool = [c for c in cands if c.model == loaded.spec.name] if fmt == "same" else cands
+        for hi in pool:
+            for lo in reversed(pool):
+                if hi is lo or (fmt == "cross" and hi.model == lo.model):
+                    continue
+                if M.pair_margin(hi.ratio, lo.ratio) >= margin:
+                    return make_record(trip, fmt, [hi, lo], rec_id=rec_id, bucket=bucket, count=count, seed=seed,
+                                       extra_meta={"policy": loaded.spec.name})
+        raise LookupError(f"{rec_id}: no two answers of {loaded.spec.name} differ by the margin {margin}")
+    n = int(fmt[-1])
+    by_tier: dict[int, Candidate] = {}
+    for c in cands:
+        t = M.tier(c.ratio)
+        if t is not None and t not in by_tier:
+            by_tier[t] = c
+    if len(by_tier) < n:
+        raise LookupError(f"{rec_id}: answers fall in {len(by_tier)} distinct tiers, fewer than {n}")
+    chosen = [by_tier[t] for t in sorted(by_tier)[:n]]
+    return make_record(trip, fmt, chosen, rec_id=rec_id, bucket=bucket, count=count, seed=seed,
+                       extra_meta={"policy": loaded.spec.name, "tiers": sorted(by_tier)[:n]})
+
+
+def build_policy_set(loaded, count: TokenCounter, *, tasks: Sequence[str] = TASKS, bucket: str = SHORT_BUCKET,
+                     items_per_task: int = 1, seed: int = 0, margin: float = 0.4, max_new_tokens: int = 64,
+                     short_range: tuple[int, int] = (256, 512), progress: bool = False) -> BuildReport:
+    """Items whose answers a real policy model wrote (alternating ``same`` / ``cross`` pairs)."""
+    todo = [(t, i) for t in tasks for i in range(items_per_task)]
+    rep = BuildReport([], requested=len(todo))
+    it = todo
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(todo, desc=f"policy[{loaded.spec.name}]", unit="item")
+    for t, i in it:
+        fmt = ("same", "cross")[i % 2]
+        rid = f"policy-{t}-{bucket}-{fmt}-{i:03d}"
+        try:
+            trip = generate(t, target_tokens(bucket, short_range), count, seed=seed, index=f"policy-{bucket}-{i}")
+            rep.records.append(policy_item(loaded, trip, fmt, count, rec_id=rid, bucket=bucket, seed=seed,
+                                           margin=margin, max_new_tokens=max_new_tokens))
+        except (ContextTooShort, LookupError) as e:
+            rep.skips.append(f"{rid}: {e}")
+    return rep
+
+
+def build_hub_set(sources_and_paths: dict[str, str | None], loaded, count: TokenCounter, *, buckets: Sequence[str],
+                  limit: int = 10, use_hub: bool = False, seed: int = 0, margin: float = 0.4,
+                  max_new_tokens: int = 256) -> BuildReport:
+    """Items from the paper's sources (hub or local files): each context cut to a bucket, answers
+    from a policy model under the paper's input perturbations. Malformed or too-short records are
+    counted skips."""
+    from .sources import load_source, triplet_from_source
+
+    rep = BuildReport([])
+    for src, path in sources_and_paths.items():
+        try:
+            recs, skips = load_source(src, path, use_hub=use_hub, limit=limit)
+        except Exception as e:  # noqa: BLE001 - a source that cannot be read is a counted, explained skip
+            rep.skips.append(f"{src}: could not be read ({type(e).__name__}: {e})")
+            continue
+        rep.skips += skips
+        rep.requested += len(recs) + len(skips)
+        for j, r in enumerate(recs):
+            for b in sorted(buckets, key=lambda x: BUCKET_TOKENS[x], reverse=True):  # the largest that fits
+                rid = f"hub-{src}-{b}-{j:04d}"
+                try:
+                    trip = triplet_from_source(r, target_tokens(b), count)
+                    rep.records.append(policy_item(loaded, trip, ("same", "cross")[j % 2], count, rec_id=rid,
+                                                   bucket=b, seed=seed, margin=margin,
+                                                   max_new_tokens=max_new_tokens))
+                    break
+                except (ContextTooShort, LookupError) as e:
+                    rep.skips.append(f"{rid}: {e}")
+    return rep

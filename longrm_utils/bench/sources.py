@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -688,6 +689,16 @@ class SourceRecord:
     line: int
 
 
+def _reference(golden: str, **extra) -> dict:
+    """A reference dict every task metric can read, from one golden answer string."""
+    nums = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", golden.replace(",", ""))]
+    ref = {"answer": golden, "summary": golden, "outputs": golden.split() or [golden],
+           "steps": nums[-1:] if nums else [], "labels": [golden.strip()], "label_set": [golden.strip()],
+           "sensitive": [], "statements": [[golden, []]]}
+    ref.update(extra)
+    return ref
+
+
 def _need(rec: dict, key: str, file, line) -> Any:
     if key not in rec:
         raise SourceFormatError(f"{file} line {line}: field {key!r} missing (has {sorted(rec)})")
@@ -705,32 +716,33 @@ def parse_source_record(source: str, rec: dict, *, file="<memory>", line: int = 
         golden = ans[0] if isinstance(ans, list) and ans else str(ans)
         sub = rec.get("dataset", "longbench")
         return SourceRecord(task, f"LongBench/{sub}", sub, g("input"), g("context"), golden,
-                            {"answer": golden, "summary": golden}, line)
+                            _reference(golden), line)
     if source == "infinitebench":
         ans = g("answer")
         golden = ans[0] if isinstance(ans, list) and ans else str(ans)
         return SourceRecord(task, "InfiniteBench", rec.get("id", "infinitebench") and "infinitebench", g("input"),
-                            g("context"), golden, {"answer": golden, "summary": golden}, line)
+                            g("context"), golden, _reference(golden), line)
     if source == "leval":
         outs, ins = g("outputs"), g("instructions") if "instructions" in rec else [g("input")]
         ctx = rec.get("input") if "instructions" in rec else g("context")
         return SourceRecord(task, "LEval", rec.get("evaluation", "leval"), ins[0], ctx, outs[0],
-                            {"answer": outs[0], "summary": outs[0]}, line)
+                            _reference(outs[0]), line)
     if source == "babilong":
         tgt = g("target")
-        return SourceRecord(task, "BABILong", "qa", g("question"), g("input"), tgt, {"answer": tgt}, line)
+        return SourceRecord(task, "BABILong", "qa", g("question"), g("input"), tgt, _reference(tgt), line)
     if source == "l-citeeval":
         docs = g("docs")
         ctx = SEP.join(f"[{i + 1}] {d}" for i, d in enumerate(docs))
         ans = g("answer")
         golden = ans[0] if isinstance(ans, list) else ans
         return SourceRecord("Cite", "L-CiteEval", rec.get("dataset", "citation"), g("question"), ctx, golden,
-                            {"statements": [[s, sorted(set(int(x) for x in __import__('re').findall(r'\[(\d+)\]', s)))]
-                                            for s in __import__('re').split(r'(?<=[.!?])\s+', golden) if s.strip()]}, line)
+                            _reference(golden, statements=[
+                                [st, sorted({int(x) for x in re.findall(r"\[(\d+)\]", st)})]
+                                for st in re.split(r"(?<=[.!?])\s+", golden) if st.strip()]), line)
     if source == "longsafety":
         ins = g("instruction")
         return SourceRecord("Safety", "LongSafety", rec.get("safety_type", "safety"), ins, g("context"),
-                            "I can't help with that request.", {"sensitive": []}, line)
+                            "I can't help with that request.", _reference("I can't help with that request."), line)
     raise AssertionError(source)
 
 
@@ -805,3 +817,15 @@ def fit_source_context(rec: SourceRecord, target: int, count: TokenCounter) -> s
         if k in tried:
             k = min(len(ids), max(1, k + (1 if n < target else -1)))
     raise RuntimeError(f"{rec.source} line {rec.line}: could not cut the context to exactly {target} tokens")
+
+
+def triplet_from_source(rec: SourceRecord, target: int, count: TokenCounter) -> Triplet:
+    """A :class:`Triplet` from a hub record, its context cut to exactly ``target`` tokens.
+
+    It has no answer slots (``render`` is None): candidates for it come from a policy model
+    (``construct.policy_item``), as in the paper.
+    """
+    ctx = fit_source_context(rec, target, count)
+    return Triplet(rec.task, rec.subtask, rec.source, "Answer the question using the context.", rec.question, ctx,
+                   target, count.name, [], [], [], [], None, None, rec.reference, (rec.source, rec.line, target),
+                   {"golden": rec.golden})

@@ -72,6 +72,14 @@ def load_bench(bench: Any, tasks: Sequence[str] | None = None, limit: int | None
     return recs
 
 
+def spread(recs: Sequence[dict], n: int | None) -> list[dict]:
+    """``n`` records spread evenly over the file (every task and bucket keeps a share), in file order."""
+    recs = list(recs)
+    if n is None or n >= len(recs):
+        return recs
+    return [recs[i] for i in sorted({(i * len(recs)) // n for i in range(n)})]
+
+
 def item_view(rec: dict) -> backends.ItemView:
     from ..bench import schema
 

@@ -102,7 +102,7 @@ class SFTRun:
 PRESETS: dict[str, SFTRun] = {
     "cpu-tiny": SFTRun(
         model_id="stage1-tiny", base="tiny", method="full", learning_rate=3e-3, max_steps=120,
-        warmup_ratio=0.05, max_length=8192 + 512, logging_steps=10,
+        warmup_ratio=0.05, max_length=8192 + 1024, logging_steps=10,
         expected_memory="<1.5 GB RAM at 8k tokens (385k-parameter model, sdpa, fp32)"),
     "cpu-smollm2-lora": SFTRun(
         model_id="stage1-smollm2", base="smollm2-135m-instruct", method="lora", lora_r=16,
