@@ -92,6 +92,7 @@ def child(spec: dict) -> dict:
         def run(n):
             ex = tr.train_dataset[0 if n == warm else 1]
             batch = tr.data_collator([ex])
+            tr.current_gradient_accumulation_steps = 1  # set by Trainer.train(); one micro-step here
             tr.training_step(tr.model, batch)
             tr.model.zero_grad(set_to_none=True)
         tokens = L + R

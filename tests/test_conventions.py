@@ -35,6 +35,19 @@ def test_notebook_hygiene(path):
         assert heading.lower() in md.lower(), f"{path.stem} lacks a {heading!r} section"
 
 
+@pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
+def test_every_parameter_is_visible_to_papermill(path):
+    """papermill silently skips lines it can't parse (e.g. a comment holding '='); the runner would then
+    reject a profile that sets that parameter. Every assignment in the cell must be inspectable."""
+    import ast
+
+    nb = json.loads(path.read_text())
+    cell = [c for c in nb["cells"] if "parameters" in (c.get("metadata", {}).get("tags") or [])][0]
+    names = {t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, (ast.Assign, ast.AnnAssign))
+             for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
+    assert names == set(notebook_parameters(path.stem)), f"papermill can't see {names - set(notebook_parameters(path.stem))}"
+
+
 @pytest.mark.parametrize("profile", profiles())
 def test_profile_keys_and_types_match_notebooks(profile):
     _, raw = load_profile(profile)

@@ -111,3 +111,15 @@ def test_prediction_matches_measured_cpu_peak(tiny_shape, kw):
     # Measured memory grows linearly with length (sdpa keeps O(seq) state): 4x tokens -> ~4x bytes.
     growth = rows[1]["measured_bytes"] / rows[0]["measured_bytes"]
     assert 3.2 < growth < 4.6, growth
+
+
+def test_vllm_args_turn_on_yarn_beyond_the_native_window():
+    short = M.vllm_args("qwen3-8b", max_context=16384)
+    assert "hf_overrides" not in short and short["enable_prefix_caching"]
+    long = M.vllm_args("qwen3-8b", max_context=131072 - 2048, tensor_parallel_size=2)
+    assert long["hf_overrides"]["rope_scaling"]["rope_type"] == "yarn"
+    assert long["hf_overrides"]["rope_scaling"]["factor"] == pytest.approx(4.0)
+    assert long["max_model_len"] == 131072 and long["tensor_parallel_size"] == 2
+    assert "hf_overrides" not in M.vllm_args("llama-3.1-8b-instruct", max_context=120000)  # natively 128k
+    with pytest.raises(ValueError, match="exceeds"):
+        M.vllm_args("qwen3-8b", max_context=262144)

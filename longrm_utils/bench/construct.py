@@ -344,8 +344,13 @@ class BuildReport:
 
 def build(cells: Iterable[tuple[str, str, str, int]], count: TokenCounter, *, seed: int = 0, margin: float = 0.4,
           namespace: str = "eval", retries: int = 3, short_range: tuple[int, int] = (256, 512),
-          exclude_keys: set[str] | None = None, progress: bool = False) -> BuildReport:
-    """Build every cell; a failed item is retried with the next index, then counted as a skip."""
+          exclude_keys: set[str] | None = None, exclude_fingerprints: set[str] | None = None,
+          progress: bool = False) -> BuildReport:
+    """Build every cell; a failed item is retried with the next index, then counted as a skip.
+
+    An item equal to one already built (or in ``exclude_keys``), or sharing a golden answer or an
+    evidence chunk with ``exclude_fingerprints`` (another split), counts as a duplicate and is retried.
+    """
     cells = list(cells)
     rep = BuildReport([], requested=sum(c[3] for c in cells))
     seen = set(exclude_keys or ())
@@ -368,7 +373,7 @@ def build(cells: Iterable[tuple[str, str, str, int]], count: TokenCounter, *, se
                 rep.skips.append(f"{namespace}-{t}-{b}-{f}-{idx}: {e}")
                 continue
             k = content_key(rec)
-            if k in seen:
+            if k in seen or (exclude_fingerprints and fingerprints([rec]) & exclude_fingerprints):
                 rep.duplicates += 1
                 continue
             seen.add(k)
@@ -533,14 +538,8 @@ def build_short(count: TokenCounter, *, seed: int = 0, pairs_per_task: int = 8, 
         merged[(t, b, f)] = merged.get((t, b, f), 0) + n
     cells = [(t, b, f, n) for (t, b, f), n in merged.items() if n]
     rep = build(cells, count, seed=seed, margin=margin, namespace=namespace, short_range=short_range,
-                exclude_keys={content_key(r) for r in exclude}, progress=progress)
-    if exclude:
-        shared = fingerprints(exclude)
-        kept = [r for r in rep.records if not (fingerprints([r]) & shared)]
-        for r in rep.records:
-            if r not in kept:
-                rep.skips.append(f"{r['id']}: shares content with the evaluation set")
-        rep.records = kept
+                exclude_keys={content_key(r) for r in exclude}, exclude_fingerprints=fingerprints(exclude) or None,
+                progress=progress)
     return rep, cells
 
 
@@ -827,7 +826,7 @@ def policy_item(loaded, trip: Triplet, fmt: str, count: TokenCounter, *, rec_id:
                 if M.pair_margin(hi.ratio, lo.ratio) >= margin:
                     return make_record(trip, fmt, [hi, lo], rec_id=rec_id, bucket=bucket, count=count, seed=seed,
                                        extra_meta={"policy": loaded.spec.name})
-        raise LookupError(f"{rec_id}: no two answers of {loaded.spec.name} differ by the margin {margin}")
+        raise LookupError(f"no two answers of {loaded.spec.name} differ by the margin {margin}")
     n = int(fmt[-1])
     by_tier: dict[int, Candidate] = {}
     for c in cands:
@@ -835,7 +834,7 @@ def policy_item(loaded, trip: Triplet, fmt: str, count: TokenCounter, *, rec_id:
         if t is not None and t not in by_tier:
             by_tier[t] = c
     if len(by_tier) < n:
-        raise LookupError(f"{rec_id}: answers fall in {len(by_tier)} distinct tiers, fewer than {n}")
+        raise LookupError(f"the answers fall in {len(by_tier)} distinct tiers, fewer than {n}")
     chosen = [by_tier[t] for t in sorted(by_tier)[:n]]
     return make_record(trip, fmt, chosen, rec_id=rec_id, bucket=bucket, count=count, seed=seed,
                        extra_meta={"policy": loaded.spec.name, "tiers": sorted(by_tier)[:n]})

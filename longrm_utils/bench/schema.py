@@ -318,3 +318,133 @@ def with_context(rec: dict, new_context: str) -> dict:
         new[META_KEY]["context_span"] = [len(before), len(before) + len(new_context)]
         new[META_KEY].pop("evidence_spans", None)
     return new
+
+
+# --- RewardBench-format short preference data ------------------------------------------------------
+
+REWARDBENCH_SOURCE = "reward-bench"
+"""``source`` prefix of records converted by :func:`from_rewardbench`: ``reward-bench/<section>/<subset>``."""
+
+REWARDBENCH_SECTIONS = {
+    "Chat": ("alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"),
+    "Chat Hard": ("mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
+                  "llmbar-adver-GPTOut", "llmbar-adver-manual"),
+    "Safety": ("refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
+               "donotanswer"),
+    "Reasoning": ("math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"),
+}
+"""RewardBench (allenai/reward-bench, split ``filtered``): section -> subsets. Other subsets go to ``Other``."""
+
+REWARDBENCH_TASK = {"Chat": "LongQA", "Chat Hard": "LongQA", "Safety": "Safety", "Other": "LongQA"}
+"""Which of the seven task names a converted record carries. The schema needs one of them; it is only a
+placeholder (``LongQA`` = general question answering). The RewardBench section and subset are kept
+in ``source`` and ``subtask``, which the judge copies into its predictions. Reasoning is split:
+``math-prm`` -> Math, ``hep-*`` -> Code."""
+
+
+def rewardbench_section(subset: str) -> str:
+    for sec, subs in REWARDBENCH_SECTIONS.items():
+        if subset in subs:
+            return sec
+    return "Other"
+
+
+def from_rewardbench(rows: Iterable[dict], *, where: str = "RewardBench rows") -> list[dict]:
+    """Convert RewardBench-format rows (``prompt``, ``chosen``, ``rejected``, ``subset``; optional
+    ``id``, ``chosen_model``, ``rejected_model``) into validated PairWise records of the short bucket.
+
+    * ``prompt`` is a string (or a list of ``{role, content}`` messages); it becomes the one user turn
+      of ``prompt_template`` and the ``question``.
+    * ``chosen``/``rejected`` are strings; a one-element list (RewardBench 2 style) is accepted. A
+      list with several rejected answers has no full ranking, so it is an error, not a guess.
+    * ``source`` is ``reward-bench/<section>/<subset>``, ``subtask`` the subset, ``task`` from
+      :data:`REWARDBENCH_TASK` (a placeholder); ``subtype`` is ``same`` when both answers come from one
+      model, else ``<chosen_model> vs <rejected_model>``.
+    * ``ctx_length_for_length`` is ``short``; ``length`` and ``words_count`` are whitespace word counts
+      of the prompt (no tokenizer is assumed; ``meta.length_unit`` says so).
+
+    A bad row raises :class:`SchemaError` naming ``where``, the row number (1-based), its id and the
+    field. Ids must be unique; a row without ``id`` gets ``rb-<row number>``.
+    """
+    out: list[dict] = []
+    seen: dict[str, int] = {}
+    for i, row in enumerate(rows, 1):
+        rid = row.get("id") if isinstance(row, dict) else None
+
+        def err(field, msg, _i=i, _rid=rid):
+            return SchemaError(msg, file=where, line=_i, rec_id=_rid, field=field)
+
+        if not isinstance(row, dict):
+            raise err(None, f"a row is a mapping, got {type(row).__name__}")
+        for f in ("prompt", "chosen", "rejected", "subset"):
+            if f not in row:
+                raise err(f, "missing")
+        prompt = row["prompt"]
+        if isinstance(prompt, list):
+            msgs = [dict(m) for m in prompt]
+            if not msgs or not all(isinstance(m, dict) and set(m) == {"role", "content"} for m in msgs):
+                raise err("prompt", "a message list must hold {role, content} dicts")
+        elif isinstance(prompt, str) and prompt.strip():
+            msgs = [{"role": "user", "content": prompt}]
+        else:
+            raise err("prompt", f"must be a non-empty string or a message list, got {prompt!r:.80}")
+        ans = {}
+        for f in ("chosen", "rejected"):
+            v = row[f]
+            if isinstance(v, list):
+                if len(v) != 1:
+                    raise err(f, f"holds {len(v)} answers; only one {f} answer per row can be ranked")
+                v = v[0]
+            if not isinstance(v, str) or not v.strip():
+                raise err(f, "must be a non-empty string")
+            ans[f] = v
+        subset = row["subset"]
+        if not isinstance(subset, str) or not subset:
+            raise err("subset", f"must be a non-empty string, got {subset!r}")
+        section = rewardbench_section(subset)
+        task = ("Math" if subset == "math-prm" else "Code") if section == "Reasoning" else REWARDBENCH_TASK[section]
+        new_id = f"rb-{rid}" if rid is not None and str(rid) != "" else f"rb-{i}"
+        if new_id in seen:
+            raise err("id", f"duplicate id (first at row {seen[new_id]})")
+        seen[new_id] = i
+        cm, rm = str(row.get("chosen_model") or "unknown"), str(row.get("rejected_model") or "unknown")
+        question = msgs[-1]["content"] if msgs[-1]["role"] == "user" else ""
+        words = sum(len(m["content"].split()) for m in msgs)
+        rec = {"id": new_id, "prompt_template": msgs, "question": question,
+               "source": f"{REWARDBENCH_SOURCE}/{section}/{subset}", "task": task, "subtask": subset,
+               "tasktype": "PairWise", "subtype": "same" if cm == rm and cm != "unknown" else f"{cm} vs {rm}",
+               "chosen": ans["chosen"], "rejected": ans["rejected"], "chosen_model": cm, "rejected_model": rm,
+               "ctx_length_for_length": SHORT_BUCKET, "ctx_length_for_words": SHORT_BUCKET,
+               "length": words, "words_count": words,
+               META_KEY: {"rewardbench": {"id": rid, "subset": subset, "section": section}, "length_unit": "words"}}
+        try:
+            validate_record(rec, file=where, line=i)
+        except SchemaError as e:
+            raise err(e.field, str(e).split(": ", 1)[-1]) from None
+        out.append(rec)
+    return out
+
+
+def load_rewardbench(path_or_hub_id: str | os.PathLike, split: str = "filtered") -> list[dict]:
+    """RewardBench-format rows from a local JSONL file, or from the hub with ``datasets`` (online only),
+    converted by :func:`from_rewardbench`. Offline, a hub id is an error that says so (no 50 s hang)."""
+    p = Path(path_or_hub_id)
+    if p.is_file():
+        with open(p) as f:
+            rows = []
+            for n, ln in enumerate(f, 1):
+                if ln.strip():
+                    try:
+                        rows.append(json.loads(ln))
+                    except json.JSONDecodeError as e:
+                        raise SchemaError(f"not valid JSON ({e})", file=p, line=n, rec_id=None) from None
+        return from_rewardbench(rows, where=str(p))
+    from ..models import hub_offline
+
+    if hub_offline():
+        raise RuntimeError(f"{path_or_hub_id!r} is not a local file and HF_HUB_OFFLINE is set: the hub dataset "
+                           "cannot be loaded offline. Pass a local JSONL file in RewardBench format instead.")
+    import datasets
+
+    ds = datasets.load_dataset(str(path_or_hub_id), split=split)
+    return from_rewardbench(ds, where=f"{path_or_hub_id}[{split}]")

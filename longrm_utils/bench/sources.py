@@ -551,7 +551,7 @@ def _spec_math(rng: random.Random, namer: Namer, subtask: str | None) -> Spec:
     ns = [int(namer.number(11, 95)) for _ in days]
     ns_other = [int(namer.number(11, 95)) for _ in days]
     required = [f"On {d} the {depot} depot received {n} crates of {item}. {prose_sentence(rng)}" for d, n in zip(days, ns)]
-    required.insert(1, f"Each crate of {item} weighs {w} kilograms, whichever depot receives it.")
+    required.insert(1, f"Every crate of {item} handled by the {depot} and {other} depots weighs {w} kilograms.")
     required += [f"On {d} the {other} depot received {n} crates of {item}." for d, n in zip(days, ns_other)]
     evidence = [0, 1, 2, 3]
     steps = [n * w for n in ns] + [sum(ns) * w]
@@ -750,9 +750,14 @@ def load_source(source: str, path_or_hub: str | os.PathLike | None = None, *, us
                 limit: int | None = None, task: str | None = None) -> tuple[list[SourceRecord], list[str]]:
     """Read a source from a local JSONL/JSON file, or (``use_hub=True``) from the hub.
 
+    ``source`` may name a hub configuration and split as ``name/config/split``, e.g.
+    ``babilong/4k/qa2`` or ``longbench/hotpotqa`` (split ``test`` by default).
     Returns (records, skips): malformed records are skipped, each skip a message naming file,
     line and field; the caller shows the count (nothing is dropped silently).
     """
+    source, *sel = source.split("/")
+    config = sel[0] if sel else None
+    split = sel[1] if len(sel) > 1 else "test"
     info = HUB_SOURCES.get(source)
     if info is None:
         raise ValueError(f"unknown source {source!r}; have {sorted(HUB_SOURCES)}")
@@ -780,8 +785,8 @@ def load_source(source: str, path_or_hub: str | os.PathLike | None = None, *, us
         from ..models import check_hub
 
         check_hub(info["hub_id"], "dataset")
-        ds = load_dataset(str(path_or_hub or info["hub_id"]), split="test" if source != "babilong" else None)
-        rows = list(enumerate(ds, 1))
+        ds = load_dataset(str(path_or_hub or info["hub_id"]), config, split=split)
+        rows = list(enumerate(ds.select(range(min(len(ds), limit))) if limit else ds, 1))
     out, skips = [], []
     for n, r in rows:
         if limit is not None and len(out) >= limit:

@@ -298,20 +298,28 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
                 _free_memory()
                 print(f"[judge] item ({rec['task']}, {rec['id']}) failed: {err[:200]}", file=sys.stderr)
             wall = time.perf_counter() - t0
-            lines = [_prediction(rec, k, o, r, err) for k, (o, r) in enumerate(zip(ords, res))]
-            fp.write("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in lines))
-            fp.flush()
-            os.fsync(fp.fileno())
+            # timings first: a kill between the two writes leaves timings of an unfinished item,
+            # which the resume drops, never a finished item without timings
             tl = [{"task": rec["task"], "id": rec["id"], "pass": k,
                    **({"total_s": round(wall, 6)} if r is None else {x: (round(v, 6) if isinstance(v, float) else v)
                                                                      for x, v in r.timing.items()})}
                   for k, r in enumerate(res)]
             ft.write("".join(json.dumps(t) + "\n" for t in tl))
             ft.flush()
+            lines = [_prediction(rec, k, o, r, err) for k, (o, r) in enumerate(zip(ords, res))]
+            fp.write("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in lines))
+            fp.flush()
+            os.fsync(fp.fileno())
             if bar is not None:
                 bar.update(1)
     if bar is not None:
         bar.close()
+    if todo:
+        del bk
+        import gc
+
+        gc.collect()
+        _free_memory()
     return score.score_file(pred_path, out, n_boot=n_boot)
 
 

@@ -545,6 +545,34 @@ class PeakRSS:
         return (self.peak - self.start) / 2**20
 
 
+def synthetic_long_item(tokenizer, prompt_tokens: int, *, n_responses: int = 4, seed: int = 0) -> PrefItem:
+    """A mechanics-only item: a user prompt of exactly ``prompt_tokens`` chat tokens (filler text and a
+    question) and ``n_responses`` short responses. For timing and memory, not for learning."""
+    from ..models import chat_ids
+
+    rng = random.Random(seed)
+    vocab = ("the report says station river museum market north south value total year team claim "
+             "evidence answer document section figure number city project").split()
+    question = "\nQuestion: which station does the document name?"
+
+    def prompt(text: str) -> list[dict]:
+        return [{"role": "user", "content": text + question}]
+
+    filler = " ".join(rng.choice(vocab) for _ in range(prompt_tokens))
+    ids = tokenizer.encode(filler, add_special_tokens=False)
+    lo, hi = 0, len(ids)
+    while lo < hi:  # the longest filler prefix whose full chat prompt fits prompt_tokens
+        mid = (lo + hi + 1) // 2
+        if len(chat_ids(tokenizer, prompt(tokenizer.decode(ids[:mid])))) <= prompt_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    text = tokenizer.decode(ids[:lo])
+    responses = [f"The document names the {rng.choice(vocab)} station, response {k}." for k in range(n_responses)]
+    return PrefItem(f"synthetic-{prompt_tokens}-{seed}", prompt(text), responses[0], responses[1:],
+                    {"source": "synthetic_mechanics"})
+
+
 def measure_step(loaded, e: Encoded, *, kind: str, shared_prefix: bool, cfg: AlignConfig | None = None) -> dict:
     """Time and peak memory (CUDA allocator, else sampled RSS) of one forward + backward of one item."""
     import gc

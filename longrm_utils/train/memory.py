@@ -11,14 +11,14 @@ decoder step (and checked against measured peaks of the tiny model on CPU, see
   double-quantized block constants) for the linear layers; embeddings and lm_head stay 16-bit.
 * **grads**: the trainable parameters only (all of them for ``full``; the adapters for LoRA).
 * **optimizer**: AdamW keeps two fp32 moments (8 B/param); with a 16-bit ``full`` run, a fp32
-  master copy as well (4 B/param). LoRA adapters are fp32 already, so their fp32 weights (4 B)
-  sit under *weights* of the adapters, counted here with the optimizer.
+  master copy as well (4 B/param). For LoRA the adapters' own fp32 weights (4 B/param) are
+  counted here too, so *weights* is the frozen base alone.
 * **activations**: per token and per layer, what autograd saves (no recomputation)::
 
       24*h                         two RMSNorms (fp32 input, normalised fp32, output), in bytes
       E*(3*hq + 2*kv)              RoPE'd q and k, v, the attention output and its contiguous copy
       E*4*I                        SwiGLU: gate, silu(gate), up, their product
-      (E+1)*(6*h + hq + I)         LoRA dropout copies and masks, when lora_dropout > 0
+      (E+1)*(5*h + hq + I)         LoRA dropout copies and masks (inputs of q,k,v,gate,up | o | down)
 
   with ``E`` the activation bytes (2 for bf16, 4 for fp32), ``h`` hidden, ``hq`` the query width
   (= hidden for every preset), ``kv = kv_heads*head_dim`` and ``I`` the MLP width. Flash
@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -241,7 +240,7 @@ def activation_bytes_per_token_layer(shape: ModelShape, cfg: PlanConfig) -> floa
     h, q, kv, i = shape.hidden, shape.q_width, shape.kv_width, shape.intermediate
     b = 24 * h + E * (3 * q + 2 * kv) + E * 4 * i + 4 * shape.heads  # + fp32 logsumexp per head
     if cfg.method in ("lora", "qlora") and cfg.lora_dropout > 0:
-        b += (E + 1) * (6 * h + q + i)
+        b += (E + 1) * (5 * h + q + i)
     return float(b)
 
 
@@ -292,7 +291,7 @@ def predict(shape: ModelShape, cfg: PlanConfig) -> Breakdown:
     if cfg.attn == "eager" and cfg.cp_size > 1:
         notes.append("eager attention cannot be context-parallel; the seq² term assumes the full sequence")
     if cfg.kind == "generative":
-        lt = (cfg.loss_tokens if cfg.loss_tokens is not None else cfg.seq_len) / cfg.cp_size
+        lt = min(cfg.loss_tokens if cfg.loss_tokens is not None else cfg.seq_len, cfg.seq_len) / cfg.cp_size
         loss_peak = cfg.batch * lt * shape.vocab * (E + 12)
     else:
         loss_peak = tokens * 4 * 4
@@ -629,6 +628,72 @@ def curve(shape: ModelShape, cfg: PlanConfig, lengths) -> list[dict]:
     return [{"seq_len": n, **predict(shape, replace(cfg, seq_len=n)).gib()} for n in lengths]
 
 
+PROFILE_PLANS = {
+    "gpu-qlora-24gb: Qwen3-8B QLoRA, 1x24 GB": ("qwen3-8b", dict(method="qlora"), 24),
+    "gpu-qlora-24gb, logits on 2k response tokens": ("qwen3-8b", dict(method="qlora", loss_tokens=2048), 24),
+    "gpu-full-80gb: Qwen3-8B full, ZeRO-3 over 8x80 GB": ("qwen3-8b", dict(method="full", n_gpus=8, sharding="zero3"), 80),
+    "... + context parallel 4 (cp4_fsdp2)": ("qwen3-8b", dict(method="full", n_gpus=8, sharding="fsdp", cp_size=4), 80),
+    "Skywork-RM-8B LoRA (scalar), 1x80 GB": ("skywork-reward-v2-llama-3.1-8b", dict(method="lora", kind="scalar"), 80),
+}
+"""Set-ups plotted in notebook 08: label -> (preset, PlanConfig fields, GiB per GPU)."""
+
+
+def plot_curves(lengths, plans: dict | None = None, path: str | os.PathLike | None = None):
+    """Predicted per-GPU peak (GiB) against sequence length for each plan, with each card's size."""
+    import matplotlib.pyplot as plt
+
+    plans = plans or PROFILE_PLANS
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, (label, (preset, kw, gib)) in enumerate(plans.items()):
+        shape = ModelShape.from_preset(preset)
+        ys = [predict(shape, PlanConfig(seq_len=n, **kw)).total / GiB for n in lengths]
+        line, = ax.plot(lengths, ys, marker="o", label=label)
+        ax.axhline(gib, color=line.get_color(), ls=":", lw=1)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(list(lengths), [f"{n // 1024}k" for n in lengths])
+    ax.set_xlabel("tokens per sequence")
+    ax.set_ylabel("predicted peak GiB per GPU")
+    ax.set_title("Planner: peak training memory per GPU (dotted: the card)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def vllm_args(preset: str, *, max_context: int | None = None, tensor_parallel_size: int = 1,
+              max_new_tokens: int = 2048, quantization: str | None = None) -> dict:
+    """Keyword arguments for ``vllm.LLM`` to judge with a registry preset at ``max_context`` tokens.
+
+    Beyond the native window the registry's rope scaling is applied (YaRN for Qwen3-8B and Con-J:
+    factor = max_context / 32768, as ``models.load(max_context=...)`` does for transformers);
+    vLLM takes it through ``hf_overrides``. Prefix caching reuses the long context's KV blocks
+    across the two display orders and across candidates.
+    """
+    from ..models import REGISTRY
+
+    s = REGISTRY[preset]
+    if not s.hf_id:
+        raise ValueError(f"preset {preset!r} has no hub id; vLLM loads hub models or folders")
+    ctx = max_context or s.max_context
+    limit = s.yarn_context or s.max_context
+    if ctx > limit:
+        raise ValueError(f"{preset}: max_context {ctx} exceeds what the registry allows ({limit})")
+    kw: dict[str, Any] = {"model": s.hf_id, "tensor_parallel_size": tensor_parallel_size, "dtype": "bfloat16",
+                          "enable_prefix_caching": True, "max_model_len": ctx + max_new_tokens}
+    if ctx + max_new_tokens > s.max_context:
+        if not s.rope_scaling:
+            raise ValueError(f"{preset}: {ctx + max_new_tokens} tokens exceed the native {s.max_context} and the "
+                             "registry has no rope scaling for it")
+        factor = max(1.0, (ctx + max_new_tokens) / s.max_context)
+        kw["hf_overrides"] = {"rope_scaling": dict(s.rope_scaling, factor=round(factor, 3))}
+    if quantization == "4bit":
+        kw["quantization"] = "bitsandbytes"
+    return kw
+
+
 def _shape_from_args(a) -> ModelShape:
     if a.config:
         return ModelShape.from_config(a.config)
@@ -652,17 +717,20 @@ def cli(argv: list[str] | None = None) -> int:
                  ("vocab", int), ("intermediate", int)):
         p.add_argument(f"--{k}", type=t, default=None, help="explicit model numbers (with --params-b)")
     p.add_argument("--tied", action="store_true", help="explicit model: tied input/output embeddings")
+    from . import field_docs
+
+    docs = field_docs(PlanConfig)
     for f in fields(PlanConfig):
         flag = "--" + f.name.replace("_", "-")
-        doc = ""
+        doc = docs.get(f.name, "")
         if f.type in ("bool",):
             p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=f.default,
-                           help=f"true/false (default {f.default})")
+                           help=f"{doc} true/false (default {f.default})")
         elif f.name == "loss_tokens":
-            p.add_argument(flag, type=int, default=None, help="positions with vocabulary logits (default: all)")
+            p.add_argument(flag, type=int, default=None, help=doc)
         else:
             typ = {"int": int, "float": float}.get(str(f.type), str)
-            p.add_argument(flag, type=typ, default=f.default, help=f"default {f.default}{doc}")
+            p.add_argument(flag, type=typ, default=f.default, help=f"{doc} (default {f.default})")
     p.add_argument("--gpu-mem", type=float, default=None, help="GiB per GPU: also report the longest context that fits")
     p.add_argument("--usable", type=float, default=0.9, help="share of the card the plan may use (default 0.9)")
     p.add_argument("--json", action="store_true", help="print JSON")

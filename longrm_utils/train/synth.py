@@ -217,13 +217,14 @@ class RuleTeacher:
 class ModelTeacher:
     """A registry model that judges the *short* focused context with the question and golden answer.
 
-    Its output is kept only when its verdict agrees with the labels (others are counted as rejected).
+    Its output is kept only when its verdict agrees with the labels. A rejected output is counted
+    (``rejected``) and replaced by the ``fallback`` teacher's judgement when one is given, else dropped.
     """
 
-    def __init__(self, loaded, templates=None, max_new_tokens: int = 512):
+    def __init__(self, loaded, templates=None, max_new_tokens: int = 512, fallback=None):
         from ..judge import prompts
 
-        self.loaded, self.max_new_tokens = loaded, max_new_tokens
+        self.loaded, self.max_new_tokens, self.fallback, self.rejected = loaded, max_new_tokens, fallback, 0
         self.templates = templates or prompts.load_templates()
         self.name = f"model:{loaded.spec.name}"
 
@@ -250,7 +251,10 @@ class ModelTeacher:
         else:
             p = parse.parse_verdict(text, len(f.responses), pairwise=fmt == "pairwise")
             ok = p.ranking is not None and p.ranking.index(0) == f.true_rank.index(0)
-        return text.strip() if ok else None
+        if ok:
+            return text.strip()
+        self.rejected += 1
+        return self.fallback.judge(f, fmt, slot) if self.fallback is not None else None
 
 
 # --- records -> focused items -> SFT examples ------------------------------------------------------------

@@ -1,0 +1,139 @@
+"""Stage I synthesis: exact lengths, chunk placement, balanced orders, no leakage (by content), official import."""
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from longrm_utils import models  # noqa: E402
+from longrm_utils.bench import schema  # noqa: E402
+from longrm_utils.constants import DATA_DIR  # noqa: E402
+from longrm_utils.judge import parse  # noqa: E402
+from longrm_utils.train import synth  # noqa: E402
+
+MINI = DATA_DIR / "mini"
+pytestmark = pytest.mark.skipif(not (MINI / "short_train.jsonl").exists(), reason="data/mini not built yet")
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return models.load_tokenizer(models.base_folder(models.REGISTRY["tiny"]), models.REGISTRY["tiny"])
+
+
+@pytest.fixture(scope="module")
+def train():
+    return schema.read_jsonl(MINI / "short_train.jsonl")
+
+
+@pytest.fixture(scope="module")
+def synthesised(tok, train):
+    recs = train[:4]
+    return recs, synth.synthesize_stage1(recs, tok, target_tokens=[1024, 2048], teacher=synth.RuleTeacher(tok, 64),
+                                         pool_records=train, seed=0)
+
+
+def test_contexts_are_exact_to_the_token(tok, synthesised):
+    recs, (examples, rep, done) = synthesised
+    assert rep.skipped == {} and len(done) == 4
+    for n, s in enumerate(done):
+        _, ctx, _ = schema.context_parts(s.long_record)
+        assert ctx == s.long_context
+        assert synth.n_tokens(tok, ctx) == [1024, 2048][n % 2]
+        schema.validate_record(s.long_record)  # still a valid benchmark record
+
+
+def test_critical_chunks_intact_in_order_and_where_recorded(synthesised):
+    recs, (examples, rep, done) = synthesised
+    for s in done:
+        crit = [s.chunks[i] for i in s.critical]
+        assert s.critical_by == "meta" and crit
+        spans = s.layout.required_spans
+        assert [s.long_context[a:b] for a, b in spans] == crit
+        assert [a for a, _ in spans] == sorted(a for a, _ in spans)
+        # the short focused context is exactly the critical chunks; the golden answer's values are in it
+        assert s.short_context == synth.CHUNK_SEP.join(crit)
+        for slot in s.record["meta"]["golden_slots"]:
+            if s.record["task"] == "LongQA":
+                assert slot in s.short_context
+
+
+def test_both_orders_balanced_and_verdicts_right(synthesised):
+    recs, (examples, rep, done) = synthesised
+    assert len(examples) == 2 * len(recs)
+    assert rep.best_slot["A"] == rep.best_slot["B"] == len(recs)
+    for ex in examples:
+        out = ex["completion"][0]["content"]
+        p = parse.parse_verdict(out, len(ex["order"]), pairwise=ex["format"] == "pairwise", mode="strict")
+        assert p.ranking is not None and p.ranking.index(0) == ex["order"].index(0)
+        assert out.index("[[") > 20  # the analysis comes before the verdict
+
+
+def test_judgements_fit_the_cpu_generation_cap(tok, synthesised):
+    _, (examples, _, _) = synthesised
+    assert max(synth.n_tokens(tok, e["completion"][0]["content"]) for e in examples) < 64
+
+
+def test_pointwise_and_ranking_formats(tok, train):
+    f = synth.Focus("x", "LongQA", "q?", "Paris is the capital.", ["The capital is Paris. It is big."],
+                    ["Paris.", "Lyon.", "Nice."], [1, 0, 2], [0.5, 1.0, 0.1])
+    r = synth.rule_judgement(f, "ranking")
+    assert parse.parse_ranking(r, 3).ranking == [1, 0, 2]
+    pw = synth.rule_judgement(f, "pointwise", slot=1)
+    assert pw.startswith("[Analysis]") and parse.parse_score(pw) == (10.0, None)
+    assert parse.parse_score(synth.rule_judgement(f, "pointwise", slot=2))[0] == 1.0
+
+
+def test_skips_are_counted_not_silent(tok, train):
+    bad = copy.deepcopy(train[0])
+    del bad["meta"]["golden"]
+    too_long = train[1]
+    ex, rep, done = synth.synthesize_stage1([bad, too_long], tok, target_tokens=40, pool_records=train)
+    assert ex == [] and sum(rep.skipped.values()) == 2
+    assert rep.skipped == {"no_golden_answer": 1, "critical_longer_than_target": 1}
+
+
+def test_retrieval_finds_the_labelled_evidence(train):
+    hits = total = 0
+    for rec in [r for r in train if r["task"] == "LongQA"][:10]:
+        _, ctx, _ = schema.context_parts(rec)
+        chunks = synth.split_chunks(ctx)
+        labelled, how = synth.item_critical(rec, chunks, rec["question"], synth.item_golden(rec))
+        got = synth.retrieve_critical(chunks, rec["question"], synth.item_golden(rec), k=len(labelled))
+        hits += len(set(got) & set(labelled))
+        total += len(labelled)
+    assert hits / total >= 0.8
+
+
+def test_no_leakage_into_any_evaluation_set_and_the_check_can_fail(synthesised):
+    recs, (examples, _, _) = synthesised
+    evals = {"mini": schema.read_jsonl(MINI / "mini.jsonl"), "short": schema.read_jsonl(MINI / "short.jsonl")}
+    texts = [synth.example_content(e) for e in examples]
+    rep = synth.leakage_report(texts, evals)
+    assert all(s["leaked"] == 0 for s in rep["sets"].values()), rep
+    # positive control: one evaluation item's evidence copied into the training data is caught
+    victim = evals["short"][5]
+    _, ctx, _ = schema.context_parts(victim)
+    a, b = victim["meta"]["evidence_spans"][0]
+    bad = synth.leakage_report(texts + [ctx[a:b] + " " + victim["question"] + " " + victim["chosen"]], evals)
+    assert f"{victim['task']}:{victim['id']}" in bad["sets"]["short"]["leaked_ids"]
+
+
+def test_official_sft_layout_import(tmp_path, tok):
+    from datasets import Dataset
+
+    good = {"chat_template": [{"role": "user", "content": "Judge this."}, {"role": "assistant", "content": "[Analysis] ok [Score: 7]"}],
+            "golden": "g", "ctx_length": 8000, "language": "en", "hop": 1, "perspective": "helpfulness"}
+    no_asst = dict(good, chat_template=[{"role": "user", "content": "Judge this."}])
+    long = dict(good, chat_template=[{"role": "user", "content": "word " * 3000}, good["chat_template"][1]])
+    missing = dict(good, golden=None)
+    Dataset.from_list([good, no_asst, long, missing, good]).save_to_disk(str(tmp_path / "sft"))
+    ex, rep = synth.load_official_sft(tmp_path / "sft", tokenizer=tok, max_length=512)
+    assert rep["imported"] == 2 and rep["rows"] == 5
+    assert rep["skipped"] == {"no_final_assistant_turn": 1, "longer_than_max_length": 1, "missing_field": 1}
+    assert ex[0]["completion"][0]["content"] == "[Analysis] ok [Score: 7]" and ex[0]["prompt"][0]["role"] == "user"
+    Dataset.from_list([{"text": "x"}]).save_to_disk(str(tmp_path / "other"))
+    with pytest.raises(synth.SynthError, match="chat_template"):
+        synth.load_official_sft(tmp_path / "other")
