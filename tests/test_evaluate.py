@@ -154,8 +154,13 @@ def load_run(rd):
 
 
 def test_unlisted_and_bench(run):
+    half = run / "judges" / "interrupted"
+    half.mkdir()
+    (half / "predictions.jsonl").write_text(json.dumps(line("LongQA", "q0", "short", 0, True)) + "\n")
     skipped, unreg = score.unlisted_judges(env.artifacts(run), run / "judges")
-    assert list(skipped) == ["judges/baseline_table"] and "not a judge folder" in skipped["judges/baseline_table"]
+    assert list(skipped) == ["judges/baseline_table", "judges/interrupted (not registered)"]
+    assert "not a judge folder" in skipped["judges/baseline_table"]
+    assert "unfinished" in skipped["judges/interrupted (not registered)"]
     assert list(unreg) == ["stage1-smollm2-base"]
     judges, _ = load_run(run)
     assert "baseline_table" not in judges
@@ -165,6 +170,8 @@ def test_unlisted_and_bench(run):
     assert score.judge_bench(long_official) == "official"
     assert score.judge_bench([line("LongQA", "1", "8k", 0, True)], {"bench": "LCM-Lab/LongRewardBench"}) == "official"
     assert score.judge_bench([line("LongQA", "1", "8k", 0, True), line("LongQA", "2", "short", 0, True)]) == "mixed"
+    both = [line("LongQA", "1", "8k", 0, True), line("LongQA", "2", "8k", 0, True, source="LongBench")]
+    assert score.judge_bench(both) == "long+official"
     with pytest.raises(ValueError):
         score.judge_bench([])
 
@@ -219,6 +226,8 @@ def test_roles_lineages_and_tables(run):
     ours = wide[wide["model"] == g["name"]].iloc[0]
     assert ours["After SFT"] == pytest.approx(100 * 5 / 6, abs=1e-3) and ours["source"] == "this run"
 
+    empty = score.lineage_table([], judges)
+    assert empty.empty and "AVG." in empty.columns  # a run without trained models still has the columns
     # an explicit lineage naming a judge the run does not hold is an error naming it
     with pytest.raises(KeyError, match="nope"):
         score.lineage_table([{"name": "x", "stages": {"base": "nope"}}], judges)

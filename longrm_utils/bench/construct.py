@@ -892,3 +892,27 @@ def build_hub_set(sources_and_paths: dict[str, str | None], loaded, count: Token
                 except (ContextTooShort, LookupError) as e:
                     rep.skips.append(f"{rid}: {e}")
     return rep
+
+
+def build_policy_items(policy_model: str, *, tokenizer: str, bucket: str = SHORT_BUCKET, items_per_task: int = 1,
+                       hub_sources: Sequence[str] | None = None, hub_limit: int = 5, hub_tokenizer: str | None = None,
+                       hub_buckets: Sequence[str] = ("4k",), seed: int = 0, margin: float = 0.4,
+                       device: str = "auto", progress: bool = False) -> BuildReport:
+    """Notebook 01's optional step: load ``policy_model``, write generated items with its answers and,
+    with ``hub_sources``, items from the paper's sources. A random-init model becomes one explained skip."""
+    from .. import models
+    from .sources import counter_for
+
+    pol = models.load(policy_model, device=device)
+    try:
+        rep = build_policy_set(pol, counter_for(tokenizer), bucket=bucket, items_per_task=items_per_task, seed=seed,
+                               margin=margin, progress=progress)
+    except ValueError as e:  # e.g. the tiny model swapped in for a smoke test of a GPU profile
+        return BuildReport([], [f"{policy_model}: {e}"])
+    if hub_sources:
+        hub = build_hub_set({s: None for s in hub_sources}, pol, counter_for(hub_tokenizer or tokenizer),
+                            buckets=hub_buckets, limit=hub_limit, use_hub=True, seed=seed, margin=margin)
+        rep.records += hub.records
+        rep.skips += hub.skips
+        rep.requested += hub.requested
+    return rep

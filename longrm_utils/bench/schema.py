@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..constants import BON_SUBTYPES, BUCKETS, SHORT_BUCKET, TASKS, TASKTYPES
+from ..constants import BON_SUBTYPES, BUCKETS, REPO_ROOT, SHORT_BUCKET, TASKS, TASKTYPES
 
 COMMON_FIELDS = ("id", "prompt_template", "question", "source", "task", "subtask", "tasktype", "subtype",
                  "ctx_length_for_length", "ctx_length_for_words", "length", "words_count")
@@ -225,6 +225,8 @@ def load_official(path_or_hub_id: str | os.PathLike = OFFICIAL_HUB_ID, tasks: Se
     if bad:
         raise ValueError(f"unknown task(s) {bad}; tasks are {TASKS}")
     p = Path(path_or_hub_id)
+    if not p.is_absolute() and not p.exists() and (REPO_ROOT / p).is_dir():
+        p = REPO_ROOT / p  # a repo-relative folder, from a notebook running elsewhere
     if p.is_dir():
         folder = p
     else:

@@ -362,10 +362,9 @@ def reference_table(name: str = "headline"):
 
 BENCH_LABELS = {"long": "long benchmark (generated)", "official": "Long-RewardBench (official)",
                 "short": "short set (generated)", "rewardbench": "RewardBench (short, hub)",
-                "mixed": "mixed short + long items"}
+                "long+official": "long benchmark (generated + official items)", "mixed": "mixed short + long items"}
 """What :func:`judge_bench` returns -> how tables name it."""
 
-STAGES = ("heuristic", "base", "sft", "aligned", "trained")
 STAGE_TITLES = {"base": "Base", "sft": "After SFT", "aligned": "After alignment"}
 STAGE_NOTEBOOK = {"heuristic": "02_baseline_judging", "base": "02_baseline_judging",
                   "sft": "04_stage1_long_sft", ("aligned", "generative"): "05_stage2_align_generative_rm",
@@ -401,10 +400,10 @@ def judge_bench(preds: Sequence[dict], config: dict | None = None) -> str:
         return "short"
     if SHORT_BUCKET in buckets:
         return "mixed"
-    if "longrewardbench" in str((config or {}).get("bench") or "").lower() or \
-            not all(s.startswith("longrm-gen") for s in sources):
-        return "official"
-    return "long"
+    generated = [s.startswith("longrm-gen") for s in sources]
+    if all(generated) and "longrewardbench" not in str((config or {}).get("bench") or "").lower():
+        return "long"
+    return "official" if not any(generated) or all(generated) else "long+official"
 
 
 def load_judge(folder: str | Path, judge_id: str | None = None) -> dict[str, Any]:
@@ -446,9 +445,13 @@ def unlisted_judges(index: dict[str, Path], judges_dir: str | Path | None = None
     unregistered = {}
     if judges_dir is not None and Path(judges_dir).is_dir():
         for d in sorted(Path(judges_dir).iterdir()):
-            if d.is_dir() and (d / "predictions.jsonl").is_file() and (d / "metrics.json").is_file() \
-                    and d.resolve() not in listed:
+            if not d.is_dir() or not (d / "predictions.jsonl").is_file() or d.resolve() in listed:
+                continue
+            if (d / "metrics.json").is_file():
                 unregistered[d.name] = d
+            else:
+                skipped[f"{Path(judges_dir).name}/{d.name} (not registered)"] = \
+                    "predictions.jsonl without metrics.json: an unfinished judging run"
     return skipped, unregistered
 
 
@@ -492,7 +495,8 @@ def judge_roles(judges: dict[str, dict], model_meta: dict[str, tuple[Path, dict]
         else:
             stage, base = PAPER_MODEL_OF.get(judge, (None, "base"))[1], judge
         released = model is None and stage == "aligned"
-        nb = "07_evaluate_longrms" if released else (STAGE_NOTEBOOK.get((stage, kind)) or STAGE_NOTEBOOK.get(stage, "?"))
+        nb = "07_evaluate_longrms" if released else \
+            (STAGE_NOTEBOOK.get((stage, kind)) or STAGE_NOTEBOOK.get(stage, "?"))
         roles[jid] = {"kind": kind, "stage": stage, "model": model or judge, "base": base, "notebook": nb,
                       "released": released}
     return roles
@@ -633,7 +637,8 @@ def plot_group_bars(frame, path: str | Path, *, title: str = "", ylabel: str = "
     for k, jid in enumerate(judges):
         sub = frame[frame["judge"] == jid].set_index("group").reindex(groups)
         x = np.arange(len(groups)) + (k - (len(judges) - 1) / 2) * w
-        err = np.vstack([(sub["value"] - sub["lo"]).clip(lower=0).fillna(0), (sub["hi"] - sub["value"]).clip(lower=0).fillna(0)])
+        err = np.vstack([(sub["value"] - sub["lo"]).clip(lower=0).fillna(0),
+                         (sub["hi"] - sub["value"]).clip(lower=0).fillna(0)])
         ax.bar(x, sub["value"], w, yerr=err, capsize=2, label=jid)
     if chance is not None:
         ax.axhline(chance, ls=":", c="gray", lw=1)
@@ -675,10 +680,12 @@ def discover_lineages(judges: dict[str, dict], roles: dict[str, dict],
     for mid, (_, meta) in model_meta.items():
         p = _model_of_path(meta.get("init"), model_meta)
         if p is None and stage_of[mid] == "aligned" and meta.get("kind") == "generative":
-            sfts = [m for m, (_, mm) in model_meta.items() if stage_of[m] == "sft" and mm.get("base") == meta.get("base")]
+            sfts = [m for m, (_, mm) in model_meta.items()
+                    if stage_of[m] == "sft" and mm.get("base") == meta.get("base")]
             if len(sfts) == 1:
                 p = sfts[0]
-                notes[mid] = f"{mid} has no 'init' in longrm.json; attached to {p} (the only SFT model of {meta.get('base')})"
+                notes[mid] = (f"{mid} has no 'init' in longrm.json; attached to {p} "
+                              f"(the only SFT model of {meta.get('base')})")
         if p is not None and p != mid:
             parent[mid] = p
     ends = [m for m in model_meta if m not in parent.values()]
@@ -737,7 +744,8 @@ def lineage_table(lineages: Sequence[dict], judges: dict[str, dict], *, n_boot: 
         present = {st: j for st, j in lin["stages"].items() if j}
         unknown = [j for j in present.values() if j not in judges]
         if unknown:
-            raise KeyError(f"lineage {lin['name']!r}: judge(s) {unknown} are not saved in this run; saved: {sorted(judges)}")
+            raise KeyError(f"lineage {lin['name']!r}: judge(s) {unknown} are not saved in this run; "
+                           f"saved: {sorted(judges)}")
         common = set.intersection(*(item_keys(judges[j]["preds"]) for j in present.values())) if present else set()
         for st in ("base", "sft", "aligned"):
             jid = lin["stages"].get(st)
@@ -757,11 +765,12 @@ def lineage_table(lineages: Sequence[dict], judges: dict[str, dict], *, n_boot: 
                                 "two-order": _pct100(o["acc_two_order"]), "consistent": _pct100(o["acc_consistent"]),
                                 "bias": _pct100(o["bias_rate"]), "parse-fail": _pct100(o["parse_failure_rate"])})
             rows.append(row)
-    df = pd.DataFrame(rows)
-    if not df.empty:
-        for c in ("AVG.", "AVG. (own items)", "lo", "hi", "two-order", "consistent", "bias", "parse-fail"):
-            df[c] = df[c].astype(float)
-        df["n items"] = df["n items"].astype("Int64")
+    cols = ["lineage", "stage", "judge", "n items", "AVG. (own items)", "n common", "AVG.", "lo", "hi",
+            "two-order", "consistent", "bias", "parse-fail"]
+    df = pd.DataFrame(rows, columns=cols)
+    for c in ("AVG.", "AVG. (own items)", "lo", "hi", "two-order", "consistent", "bias", "parse-fail"):
+        df[c] = df[c].astype(float)
+    df["n items"] = df["n items"].astype("Int64")
     return df
 
 
@@ -803,7 +812,8 @@ def paper_comparison(judges: dict[str, dict], roles: dict[str, dict], reference=
         model, stage = PAPER_MODEL_OF[preset]
         hit = ref[(ref["model"] == model) & (ref["stage"] == stage)]
         rows.append({"judge": jid, "preset": preset, "paper model": model, "stage": stage,
-                     "benchmark": BENCH_LABELS.get(j["bench"], j["bench"]), "n items": j["metrics"]["overall"]["n_items"],
+                     "benchmark": BENCH_LABELS.get(j["bench"], j["bench"]),
+                     "n items": j["metrics"]["overall"]["n_items"],
                      "AVG. (this run)": (j["metrics"].get("results") or {}).get("AVG."),
                      "AVG. (paper, 1,900 items)": float(hit["AVG."].iloc[0]) if len(hit) else math.nan})
     return pd.DataFrame(rows, columns=["judge", "preset", "paper model", "stage", "benchmark", "n items",
@@ -844,7 +854,8 @@ def coverage(roles: dict[str, dict], judges: dict[str, dict]) -> list[dict]:
     """Which producing notebook's judges the run holds: one row per expected kind of judge, with the
     judge ids found or what to run to get them."""
     want = [("02_baseline_judging", "heuristic baselines", lambda r: r["stage"] == "heuristic"),
-            ("02_baseline_judging", "base generative judges", lambda r: r["stage"] == "base" and r["kind"] == "generative"),
+            ("02_baseline_judging", "base generative judges",
+             lambda r: r["stage"] == "base" and r["kind"] == "generative"),
             ("02_baseline_judging", "base scalar RMs", lambda r: r["stage"] == "base" and r["kind"] == "scalar"),
             ("04_stage1_long_sft", "Stage I SFT judges", lambda r: r["stage"] == "sft"),
             ("05_stage2_align_generative_rm", "aligned generative judges",

@@ -147,7 +147,7 @@ def evidence_quote(evidence: Sequence[str], golden: str, max_words: int) -> str:
     best = max(sents, key=lambda s: (len(set(words(s)) & g), -len(s)))
     w = best.split()
     if len(w) <= max_words:
-        return best
+        return best.rstrip(".")
     # the window of max_words words that covers the most golden-answer words
     start = max(range(len(w) - max_words + 1), key=lambda i: (len(set(words(" ".join(w[i:i + max_words]))) & g), -i))
     return ("... " if start else "") + " ".join(w[start:start + max_words]) + (" ..." if start + max_words < len(w) else "")
@@ -155,8 +155,8 @@ def evidence_quote(evidence: Sequence[str], golden: str, max_words: int) -> str:
 
 def _agreement(score: float | None, rank: int, n: int) -> str:
     if score is not None:
-        return "agrees with it" if score >= 0.8 else ("partly agrees with it" if score >= 0.4 else "is not supported by it")
-    return "agrees with it" if rank == 0 else ("is less complete" if rank < n - 1 else "is not supported by it")
+        return "agrees with it" if score >= 0.8 else ("only partly agrees" if score >= 0.4 else "is not supported")
+    return "agrees with it" if rank == 0 else ("is less complete" if rank < n - 1 else "is not supported")
 
 
 def rule_judgement(f: Focus, fmt: str, *, quote_words: int = 12, slot: int = 0) -> str:
@@ -165,7 +165,7 @@ def rule_judgement(f: Focus, fmt: str, *, quote_words: int = 12, slot: int = 0) 
     ``fmt`` is ``pairwise``, ``ranking`` or ``pointwise`` (``slot`` picks the response scored).
     """
     quote = evidence_quote(f.evidence, f.golden, quote_words)
-    said = f'The document says: "{quote}". ' if quote else "The document does not settle it directly. "
+    said = f'The document says "{quote}". ' if quote else "Checked against the document: "
     n = len(f.responses)
     if fmt == "pointwise":
         s = f.scores[slot]
@@ -179,10 +179,10 @@ def rule_judgement(f: Focus, fmt: str, *, quote_words: int = 12, slot: int = 0) 
             raise SynthError(f"item {f.item_id}: pairwise needs 2 responses, got {n}")
         w, l = best_first
         return (f"{said}Response {L[w]} {_agreement(f.scores[w], 0, 2)}; Response {L[l]} "
-                f"{_agreement(f.scores[l], 1, 2)}. Response {L[w]} is better.\n[[{L[w]}]]")
+                f"{_agreement(f.scores[l], 1, 2)}.\n[[{L[w]}]]")
     if fmt == "ranking":
-        order = " then ".join(L[j] for j in best_first)
-        return (f"{said}Response {L[best_first[0]]} agrees with it best; the order is {order}.\n"
+        order = ", then ".join(L[j] for j in best_first[1:])
+        return (f"{said}Best supported: Response {L[best_first[0]]}, then {order}.\n"
                 f"[[{'>'.join(L[j] for j in best_first)}]]")
     raise SynthError(f"unknown judgement format {fmt!r}; use one of {FORMATS}")
 
