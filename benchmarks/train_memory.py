@@ -16,6 +16,7 @@ sequence. tokens/s counts the pair's distinct tokens (``L + R``) for both RM ste
 
     python benchmarks/train_memory.py                      # 1k, 2k, 4k, 8k
     python benchmarks/train_memory.py --lengths 1024,8192 --response 64 --out benchmarks/results
+    python benchmarks/train_memory.py --planner            # the memory planner against measured peaks
 """
 from __future__ import annotations
 
@@ -132,6 +133,41 @@ def run(lengths, response: int = 64, threads: int = 1, out: Path | None = None) 
     return report
 
 
+PLANNER_GRID = [
+    ("tiny", dict(kind="generative"), (1024, 4096, 8192)),
+    ("tiny", dict(kind="generative", grad_ckpt=True), (1024, 4096, 8192)),
+    ("tiny", dict(kind="scalar"), (1024, 4096, 8192)),
+    ("tiny", dict(kind="scalar", grad_ckpt=True), (1024, 4096, 8192)),
+    ("tiny", dict(kind="scalar", method="lora"), (1024, 8192)),
+    ("tiny", dict(kind="scalar", method="qlora"), (1024, 8192)),
+    ("tiny", dict(kind="scalar", attn="eager"), (512, 1024, 2048)),
+    ("smollm2-135m-instruct", dict(kind="generative", method="lora"), (1024, 2048)),
+    ("smollm2-135m-instruct", dict(kind="scalar", method="lora"), (1024, 2048)),
+]
+"""(model, measure_step options, lengths) the planner is checked against with ``--planner``."""
+
+
+def planner_validation(out: Path | None, threads: int = 1) -> list[dict]:
+    """Measured step peak vs the planner's prediction over PLANNER_GRID (tiny and SmolLM2, CPU)."""
+    from longrm_utils import models
+    from longrm_utils.train import memory as M
+
+    rows = []
+    for model, kw, lengths in PLANNER_GRID:
+        folder = models.build_tiny(0) if model == "tiny" else models.smollm2_dir()
+        shape = M.ModelShape.from_config(folder, name=model)
+        for r in M.validate(model, lengths, shape=shape, threads=threads, **kw):
+            row = {"model": model, **{k: r[k] for k in ("method", "kind", "grad_ckpt", "attn", "seq_len")},
+                   "measured_mib": round(r["measured_bytes"] / 2**20, 1),
+                   "predicted_mib": round(r["predicted_bytes"] / 2**20, 1), "ratio": round(r["ratio"], 3)}
+            rows.append(row)
+            print(row, flush=True)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "planner_validation.json").write_text(json.dumps({"rows": rows, "machine": machine()}, indent=2) + "\n")
+    return rows
+
+
 def machine() -> str:
     import torch
 
@@ -158,8 +194,12 @@ def main(argv=None) -> int:
     p.add_argument("--response", type=int, default=64, help="tokens per response")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--planner", action="store_true", help="instead: measured vs predicted peaks over PLANNER_GRID")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if a.planner:
+        planner_validation(Path(a.out), a.threads)
+        return 0
     t0 = time.time()
     rep = run([int(x) for x in a.lengths.split(",")], a.response, a.threads, Path(a.out))
     print(to_markdown(rep))

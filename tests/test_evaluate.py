@@ -196,6 +196,10 @@ def test_roles_lineages_and_tables(run):
     assert roles["smollm2-135m-rm-stage2-bt"]["model"] == "smollm2-135m-rm-stage2-bt"
     assert roles["smollm2-135m-rm-stage2-bt"]["notebook"] == "06_stage2_align_scalar_rm"
     assert all(c["status"] == "ok" for c in score.coverage(roles, judges))
+    # notebook 04's own judging of the base (unregistered '<model>-base') is attributed to notebook 04
+    extra = score.load_judge(run / "judges" / "stage1-smollm2-base")
+    r = score.judge_roles({**judges, "stage1-smollm2-base": extra}, metas)["stage1-smollm2-base"]
+    assert (r["stage"], r["model"], r["notebook"]) == ("base", "smollm2-135m-instruct", "04_stage1_long_sft")
 
     lins = {lin["kind"]: lin for lin in score.discover_lineages(judges, roles, metas)}
     assert set(lins) == {"generative", "scalar"}
@@ -226,6 +230,16 @@ def test_roles_lineages_and_tables(run):
     ours = wide[wide["model"] == g["name"]].iloc[0]
     assert ours["After SFT"] == pytest.approx(100 * 5 / 6, abs=1e-3) and ours["source"] == "this run"
 
+    by_hand = score.explicit_lineages([{"stages": {"base": "smollm2-135m-instruct-generative-short",
+                                                   "aligned": "stage2-smollm2"}}], judges, roles)
+    assert by_hand[0]["bench"] == "short" and by_hand[0]["kind"] == "generative"
+    assert by_hand[0]["base_model"] == "smollm2-135m-instruct" and by_hand[0]["models"] == ["stage2-smollm2"]
+    with pytest.raises(ValueError, match="'stages'"):
+        score.explicit_lineages([{"stages": {"final": "stage2-smollm2"}}], judges, roles)
+    with pytest.raises(KeyError, match="nope"):
+        score.explicit_lineages([{"stages": {"aligned": "nope"}}], judges, roles)
+    unjudged = {"name": "x", "stages": {"base": None, "sft": None, "aligned": None}}
+    assert score.lineage_table([unjudged], judges).empty
     empty = score.lineage_table([], judges)
     assert empty.empty and "AVG." in empty.columns  # a run without trained models still has the columns
     # an explicit lineage naming a judge the run does not hold is an error naming it
@@ -242,11 +256,12 @@ def test_leaderboard_and_markdown(run):
     assert (short["n common"] == 6).all()   # the base generative judge saw 6 of the 8 items
     assert short.loc["stage2-smollm2", "AVG. (common)"] == pytest.approx(100.0)
     assert short.loc["stage2-smollm2", "AVG."] == pytest.approx(75.0)
-    # sorted best first within a benchmark, by the common-item score
-    vals = short["AVG. (common)"].tolist()
-    assert vals == sorted(vals, reverse=True)
+    # sorted best first within a benchmark
+    vals = short["AVG."].tolist()
+    assert vals == sorted(vals, reverse=True) and short.index[0] == "smollm2-135m-rm-stage2-bt"
     md = score.leaderboard_markdown(board)
     assert md.count("\n## ") == 2 and "nan" not in md.lower()
+    assert "All 6 judges share 6 items." in md
     assert "| stage2-smollm2 | generative | aligned | 8 | 75.0 |" in md
 
 
@@ -296,3 +311,20 @@ def test_load_rewardbench_local_and_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
         schema.load_rewardbench("allenai/reward-bench")
+
+
+def test_lineage_without_init_and_unjudged_model(run):
+    judges, metas = load_run(run)
+    # an aligned generative model without 'init' hangs on the only SFT model of its base (noted)
+    folder, meta = metas["stage2-smollm2"]
+    metas["stage2-smollm2"] = (folder, {k: v for k, v in meta.items() if k != "init"})
+    # a trained model that nobody judged yields a lineage without judges, and a note
+    metas["stage1-other"] = (run / "models" / "stage1-other", {"base": "tiny", "kind": "generative",
+                                                                "stage": "stage1-sft"})
+    roles = score.judge_roles(judges, metas)
+    lins = score.discover_lineages(judges, roles, metas)
+    gen = next(lin for lin in lins if lin["stages"]["aligned"] == "stage2-smollm2")
+    assert gen["stages"]["sft"] == "stage1-smollm2"
+    assert any("no 'init'" in n and "stage1-smollm2" in n for n in gen["notes"])
+    other = next(lin for lin in lins if lin["models"] == ["stage1-other"])
+    assert not any(other["stages"].values()) and "no saved judge" in other["notes"][0]

@@ -104,6 +104,7 @@ def test_errors_counted_separately(preds):
                           error="OutOfMemoryError: boom") for k in (0, 1)]
     m = score.extended_metrics(preds, n_boot=0)
     assert m["overall"]["error_items"] == 1 and m["overall"]["errors"] == 2
+    assert [(e["id"], e["pass"]) for e in m["error_list"]] == [("9", 0), ("9", 1)]
     assert m["overall"]["parse_failures"] == 1  # errors are not parse failures
     assert score.official_row(preds)["Math"] == 0.0
 

@@ -137,3 +137,21 @@ def test_official_sft_layout_import(tmp_path, tok):
     Dataset.from_list([{"text": "x"}]).save_to_disk(str(tmp_path / "other"))
     with pytest.raises(synth.SynthError, match="chat_template"):
         synth.load_official_sft(tmp_path / "other")
+
+
+def test_model_teacher_keeps_only_verdicts_that_match_the_labels(tok, train):
+    loaded = models.load("tiny", device="cpu")
+    rule = synth.RuleTeacher(tok, 64)
+    teacher = synth.ModelTeacher(loaded, max_new_tokens=8, fallback=rule)
+    rec = train[0]
+    _, ctx, _ = schema.context_parts(rec)
+    chunks = synth.split_chunks(ctx)
+    crit, _ = synth.item_critical(rec, chunks, rec["question"], synth.item_golden(rec))
+    f = synth.Focus(rec["id"], rec["task"], rec["question"], synth.item_golden(rec), [chunks[i] for i in crit],
+                    schema.answers(rec), [0, 1], synth.item_scores(rec))
+    msgs = teacher.messages(f, "pairwise")
+    assert "Reference answer" in msgs[-1]["content"] and chunks[crit[0]] in msgs[-1]["content"]
+    assert len(msgs[-1]["content"]) < len(ctx) + 2000  # the teacher sees the short, focused context
+    out = teacher.judge(f, "pairwise")  # a random-init model writes no valid verdict in 8 tokens
+    assert teacher.rejected == 1 and out == rule.judge(f, "pairwise")
+    assert synth.ModelTeacher(loaded, max_new_tokens=8).judge(f, "pairwise") is None

@@ -220,6 +220,8 @@ def extended_metrics(preds: Sequence[dict], *, n_boot: int = N_BOOT, seed: int =
         "pairwise_by_bucket": ordered(by(lambda p: p.get("ctx_length_for_length"), pw), bucket_order),
         "bon_by_bucket": ordered(by(lambda p: p.get("ctx_length_for_length"), bon), bucket_order),
         "bon_by_size": by(lambda p: f"Rank{p.get('subtype')}", bon),
+        "error_list": [{"task": p["task"], "id": p["id"], "pass": p["pass"], "error": p["error"]}
+                       for ps in vals for p in ps.values() if p.get("error")],
     }
 
 
@@ -361,7 +363,7 @@ def reference_table(name: str = "headline"):
 # longrm.json); nothing judges anew.
 
 BENCH_LABELS = {"long": "long benchmark (generated)", "official": "Long-RewardBench (official)",
-                "short": "short set (generated)", "rewardbench": "RewardBench (short, hub)",
+                "short": "short set (generated)", "rewardbench": "RewardBench (short)",
                 "long+official": "long benchmark (generated + official items)", "mixed": "mixed short + long items"}
 """What :func:`judge_bench` returns -> how tables name it."""
 
@@ -378,6 +380,8 @@ PAPER_MODEL_OF = {
 }
 """Registry preset -> (row of data/reference/paper_headline_avg.csv, stage). The LongReward_* presets are
 the released checkpoints after the paper's alignment."""
+EVAL_SUFFIXES = ("-eval", "-rewardbench")
+"""Judge-id suffixes of the judges notebook 07 runs itself (``evaluate_models``, the short check)."""
 
 
 def judge_bench(preds: Sequence[dict], config: dict | None = None) -> str:
@@ -497,6 +501,12 @@ def judge_roles(judges: dict[str, dict], model_meta: dict[str, tuple[Path, dict]
         released = model is None and stage == "aligned"
         nb = "07_evaluate_longrms" if released else \
             (STAGE_NOTEBOOK.get((stage, kind)) or STAGE_NOTEBOOK.get(stage, "?"))
+        owner = next((mid for mid in model_meta if model is None and jid.startswith(mid + "-")), None)
+        if owner is not None:  # e.g. notebook 04's '<model>-base': the base judged on that model's items
+            st, kd = model_stage(model_meta[owner][1]), model_meta[owner][1].get("kind") or kind
+            nb = STAGE_NOTEBOOK.get((st, kd)) or STAGE_NOTEBOOK.get(st, nb)
+        if jid.endswith(EVAL_SUFFIXES):
+            nb = "07_evaluate_longrms"
         roles[jid] = {"kind": kind, "stage": stage, "model": model or judge, "base": base, "notebook": nb,
                       "released": released}
     return roles
@@ -529,9 +539,10 @@ def leaderboard(judges: dict[str, dict], roles: dict[str, dict], *, n_boot: int 
     """One row per judge, grouped by benchmark, best ``AVG.`` first within a benchmark.
 
     ``AVG.`` is the official micro average on the judge's own items (pass 0) with its bootstrap 95%
-    interval; judges of one benchmark may have judged different subsets (the generative judges a
+    interval. Judges of one benchmark may have judged different subsets (the generative judges a
     spread of the items, say), so ``AVG. (common)`` re-scores every judge of the benchmark on the
-    items all of them judged (``n common``); that column is the fair comparison.
+    items all of them judged (``n common``; NaN when they share none). One judge of few items makes
+    that set small, so the ranking stays on ``AVG.``; paired comparisons belong in :func:`lineage_table`.
     """
     import pandas as pd
 
@@ -565,7 +576,7 @@ def leaderboard(judges: dict[str, dict], roles: dict[str, dict], *, n_boot: int 
     num = [c for c in cols if c not in ("benchmark", "judge", "kind", "stage", "model", "notebook") + tuple(counts)]
     df[num] = df[num].astype(float)
     df[counts] = df[counts].astype("Int64")
-    return df.sort_values(["benchmark", "AVG. (common)", "AVG.", "judge"], ascending=[True, False, False, True],
+    return df.sort_values(["benchmark", "AVG.", "judge"], ascending=[True, False, True],
                           na_position="last").reset_index(drop=True)
 
 
@@ -602,7 +613,10 @@ def leaderboard_markdown(board, title: str = "Leaderboard") -> str:
            "same slot letter won in both orders. `parse-fail`: outputs with no parseable verdict. Empty: "
            "not defined (no items of that kind).", ""]
     for bench, g in board.groupby("benchmark", sort=False):
-        out += [f"## {bench}", "", markdown_table(g[list(LEADERBOARD_MD_COLUMNS)]), ""]
+        n_common = int(g["n common"].iloc[0])
+        note = (f"All {len(g)} judges share {n_common} items." if n_common else
+                f"These {len(g)} judges share no item: compare `AVG.` with its interval.")
+        out += [f"## {bench}", "", note, "", markdown_table(g[list(LEADERBOARD_MD_COLUMNS)]), ""]
     return "\n".join(out)
 
 
@@ -733,6 +747,30 @@ def discover_lineages(judges: dict[str, dict], roles: dict[str, dict],
     return out
 
 
+def explicit_lineages(specs: Sequence[dict], judges: dict[str, dict], roles: dict[str, dict]) -> list[dict]:
+    """Lineages given by hand (``[{"name"?, "stages": {"base"?, "sft"?, "aligned"?: judge id}}]``), checked
+    and completed like :func:`discover_lineages`' output (kind, benchmark, base model, trained models)."""
+    out = []
+    for k, spec in enumerate(specs, 1):
+        stages = dict(spec.get("stages") or {})
+        bad = sorted(set(stages) - set(STAGE_TITLES))
+        if bad or not any(stages.values()):
+            raise ValueError(f"lineage {k}: 'stages' maps {sorted(STAGE_TITLES)} to judge ids, got {spec.get('stages')!r}")
+        missing = [j for j in stages.values() if j and j not in judges]
+        if missing:
+            raise KeyError(f"lineage {k}: judge(s) {missing} are not saved in this run; saved: {sorted(judges)}")
+        ids = [stages[s] for s in STAGE_TITLES if stages.get(s)]
+        benches = {judges[j]["bench"] for j in ids}
+        last = ids[-1]
+        base = roles[stages["base"]]["model"] if stages.get("base") else roles[last]["base"]
+        out.append({"name": spec.get("name") or f"{base} ({roles[last]['kind']}, {judges[last]['bench']})",
+                    "kind": roles[last]["kind"], "bench": judges[last]["bench"], "base_model": base,
+                    "models": [roles[j]["model"] for j in ids if roles[j]["stage"] in ("sft", "aligned")],
+                    "stages": {s: stages.get(s) for s in STAGE_TITLES},
+                    "notes": [] if len(benches) == 1 else [f"its judges ran on different benchmarks: {sorted(benches)}"]})
+    return out
+
+
 def lineage_table(lineages: Sequence[dict], judges: dict[str, dict], *, n_boot: int = N_BOOT,
                   seed: int = BOOT_SEED):
     """Long table, one row per lineage and stage: the judge, its own AVG., and the metrics re-scored on
@@ -742,6 +780,8 @@ def lineage_table(lineages: Sequence[dict], judges: dict[str, dict], *, n_boot: 
     rows = []
     for lin in lineages:
         present = {st: j for st, j in lin["stages"].items() if j}
+        if not present:  # a trained model nobody judged: discover_lineages says so in its notes
+            continue
         unknown = [j for j in present.values() if j not in judges]
         if unknown:
             raise KeyError(f"lineage {lin['name']!r}: judge(s) {unknown} are not saved in this run; "

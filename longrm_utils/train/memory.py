@@ -629,13 +629,16 @@ def curve(shape: ModelShape, cfg: PlanConfig, lengths) -> list[dict]:
 
 
 PROFILE_PLANS = {
-    "gpu-qlora-24gb: Qwen3-8B QLoRA, 1x24 GB": ("qwen3-8b", dict(method="qlora"), 24),
-    "gpu-qlora-24gb, logits on 2k response tokens": ("qwen3-8b", dict(method="qlora", loss_tokens=2048), 24),
-    "gpu-full-80gb: Qwen3-8B full, ZeRO-3 over 8x80 GB": ("qwen3-8b", dict(method="full", n_gpus=8, sharding="zero3"), 80),
-    "... + context parallel 4 (cp4_fsdp2)": ("qwen3-8b", dict(method="full", n_gpus=8, sharding="fsdp", cp_size=4), 80),
-    "Skywork-RM-8B LoRA (scalar), 1x80 GB": ("skywork-reward-v2-llama-3.1-8b", dict(method="lora", kind="scalar"), 80),
+    "gpu-qlora-24gb: Qwen3-8B QLoRA, 1 GPU, logits at every position": ("qwen3-8b", dict(method="qlora"), 24),
+    "gpu-qlora-24gb: Qwen3-8B QLoRA, 1 GPU": ("qwen3-8b", dict(method="qlora", loss_tokens=2048), 24),
+    "gpu-full-80gb: Qwen3-8B full, ZeRO-3 over 8 GPUs": (
+        "qwen3-8b", dict(method="full", n_gpus=8, sharding="zero3", loss_tokens=2048), 80),
+    "gpu-full-80gb + context parallel 4 (cp4_fsdp2)": (
+        "qwen3-8b", dict(method="full", n_gpus=8, sharding="fsdp", cp_size=4, loss_tokens=2048), 80),
+    "Skywork-RM-8B scalar RM, LoRA, 1 GPU": ("skywork-reward-v2-llama-3.1-8b", dict(method="lora", kind="scalar"), 80),
 }
-"""Set-ups plotted in notebook 08: label -> (preset, PlanConfig fields, GiB per GPU)."""
+"""Set-ups plotted in notebook 08: label -> (preset, PlanConfig fields, GiB per GPU). Logits are
+computed for 2,048 response positions except where the label says otherwise."""
 
 
 def plot_curves(lengths, plans: dict | None = None, path: str | os.PathLike | None = None):
@@ -644,17 +647,20 @@ def plot_curves(lengths, plans: dict | None = None, path: str | os.PathLike | No
 
     plans = plans or PROFILE_PLANS
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, (label, (preset, kw, gib)) in enumerate(plans.items()):
+    for label, (preset, kw, gib) in plans.items():
         shape = ModelShape.from_preset(preset)
         ys = [predict(shape, PlanConfig(seq_len=n, **kw)).total / GiB for n in lengths]
-        line, = ax.plot(lengths, ys, marker="o", label=label)
-        ax.axhline(gib, color=line.get_color(), ls=":", lw=1)
+        ax.plot(lengths, ys, marker="o", label=label, ls="--" if kw.get("loss_tokens") is None
+                and kw.get("kind", "generative") == "generative" else "-")
+    for gib in sorted({g for _, _, g in plans.values()}):
+        ax.axhline(gib, color="grey", ls=":", lw=1)
+        ax.text(lengths[0], gib * 1.04, f"{gib:g} GB card", color="grey", fontsize=8)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(list(lengths), [f"{n // 1024}k" for n in lengths])
     ax.set_xlabel("tokens per sequence")
     ax.set_ylabel("predicted peak GiB per GPU")
-    ax.set_title("Planner: peak training memory per GPU (dotted: the card)")
+    ax.set_title("Planner: peak training memory per GPU (checkpointing, bf16, FlashAttention)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     if path:

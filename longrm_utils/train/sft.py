@@ -92,9 +92,9 @@ class SFTRun:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown SFTRun field(s) {unknown}; known: {sorted(known)}")
-        base = asdict(PRESETS[preset]) if preset else {}
         if preset and preset not in PRESETS:
             raise ValueError(f"unknown SFT preset {preset!r}; have {sorted(PRESETS)}")
+        base = asdict(PRESETS[preset]) if preset else {}
         base.update(d)
         return cls(**base)
 
@@ -263,6 +263,9 @@ def build_trainer(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *,
     from ..env import pick_device, quiet
 
     quiet()
+    import datasets
+
+    datasets.disable_progress_bars()
     check_examples(examples)
     device = pick_device(device)
     loaded = loaded or load_for_training(cfg, device)
@@ -369,28 +372,6 @@ def losses(log: Sequence[dict]) -> tuple[list[int], list[float]]:
 
 
 # --- evaluation helpers used by notebook 04 ------------------------------------------------------------
-
-def stratified(records: Sequence[dict], n: int | None, seed: int = 0) -> list[dict]:
-    """``n`` records taken round-robin over (tasktype, task, bucket) cells, so a small evaluation
-    subset still covers every task, format and length; deterministic for ``seed``. ``None``: all."""
-    import random
-
-    if n is None or n >= len(records):
-        return list(records)
-    cells: dict[tuple, list[dict]] = {}
-    for r in records:
-        cells.setdefault((r["tasktype"], r["task"], r["ctx_length_for_length"]), []).append(r)
-    rng = random.Random(seed)
-    queues = [cells[k][:] for k in sorted(cells)]
-    for q in queues:
-        rng.shuffle(q)
-    out: list[dict] = []
-    while len(out) < n:
-        for q in queues:
-            if q and len(out) < n:
-                out.append(q.pop())
-    return out
-
 
 def metrics_on(predictions_path: str | Path, records: Sequence[dict]) -> dict | None:
     """Re-score saved predictions restricted to ``records`` (by task and id); None if some are missing.
