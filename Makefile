@@ -7,8 +7,11 @@ STAMP  := $(VENV)/.longrm-installed
 PROFILE ?= cpu
 OUT    ?= runs/$(PROFILE)
 
-# The CPU profiles never reach a model hub. huggingface_hub reads this at import time.
+# The CPU profiles and the tests never reach a model hub (huggingface_hub reads this at import
+# time). GPU profiles (make course PROFILE=gpu-qlora-24gb) are left online.
+ifneq (,$(filter cpu%,$(PROFILE)))
 export HF_HUB_OFFLINE := 1
+endif
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
 .PHONY: course test lint report lab setup clean-venv
@@ -26,7 +29,7 @@ course: $(STAMP)
 	$(PY) -m longrm_utils course --profile $(PROFILE) --out $(OUT)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -ra tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra tests
 
 report: $(STAMP)
 	$(PY) -m longrm_utils report --run $(OUT) --out docs/results

@@ -225,3 +225,18 @@ def test_shared_prefix_refuses_gradient_checkpointing():
     # the separate encoding works, and with gradients
     lp, _ = A.completion_logps(loaded.model, p, rs, loaded.tokenizer.pad_token_id, shared_prefix=False)
     lp.sum().backward()
+
+
+def test_synthetic_item_and_measured_step_show_the_shared_prefix_saving(tiny_rm):
+    it = A.synthetic_long_item(tiny_rm.tokenizer, 1024, n_responses=4, seed=1)
+    enc, _ = A.encode_items(tiny_rm.tokenizer, [it], V=3, max_length=2048, spec=tiny_rm.spec)
+    e = enc[0]
+    assert 1000 <= len(e.prompt_ids) <= 1024 and len(e.reject_ids) == 3
+    tiny_rm.model.train()
+    sep = A.measure_step(tiny_rm, e, kind="scalar", shared_prefix=False)
+    sh = A.measure_step(tiny_rm, e, kind="scalar", shared_prefix=True)
+    tiny_rm.model.eval()
+    assert sep["loss"] == pytest.approx(sh["loss"], abs=1e-5)
+    assert sep["tokens_encoded"] - sh["tokens_encoded"] == 3 * len(e.prompt_ids)
+    # activations kept for backward scale with the tokens encoded: about 4x for 4 responses
+    assert sh["saved_mib"] > 0 and sep["saved_mib"] / sh["saved_mib"] > 2.5

@@ -113,12 +113,13 @@ def test_no_leakage_into_any_evaluation_set_and_the_check_can_fail(synthesised):
     texts = [synth.example_content(e) for e in examples]
     rep = synth.leakage_report(texts, evals)
     assert all(s["leaked"] == 0 for s in rep["sets"].values()), rep
-    # positive control: one evaluation item's evidence copied into the training data is caught
+    # positive control: an evaluation item that slipped into the training data (its prompt and the
+    # answers, as a judge prompt would hold them) is caught, and only that one
     victim = evals["short"][5]
-    _, ctx, _ = schema.context_parts(victim)
-    a, b = victim["meta"]["evidence_spans"][0]
-    bad = synth.leakage_report(texts + [ctx[a:b] + " " + victim["question"] + " " + victim["chosen"]], evals)
-    assert f"{victim['task']}:{victim['id']}" in bad["sets"]["short"]["leaked_ids"]
+    leaked = schema.user_prompt(victim) + "\n" + "\n".join(schema.answers(victim))
+    bad = synth.leakage_report(texts + [leaked], evals)
+    assert bad["sets"]["short"]["leaked_ids"] == [f"{victim['task']}:{victim['id']}"]
+    assert bad["sets"]["mini"]["leaked"] == 0
 
 
 def test_official_sft_layout_import(tmp_path, tok):

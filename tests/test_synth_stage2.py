@@ -192,3 +192,19 @@ def test_record_preferences_take_best_as_chosen():
     assert items[1].chosen == recs[1]["candidates"][0] and items[1].rejects == recs[1]["candidates"][1:]
     assert S.record_preferences(recs, V=1)[0][1].rejects == recs[1]["candidates"][1:2]
     assert S.record_preferences(recs, tasktypes=("PairWise",))[1]["skipped_tasktype"] == 1
+
+
+def test_pad_records_reaches_the_target_and_keeps_evidence(tiny):
+    recs = [_record(i) for i in range(6)]
+    same, sk = S.pad_records(recs, tiny.tokenizer, None)
+    assert same == recs and not sk
+    from longrm_utils.bench import schema
+
+    out, skipped = S.pad_records(recs[:2], tiny.tokenizer, 120, pool_records=recs)
+    assert len(out) + sum(skipped.values()) == 2
+    for r, orig in zip(out, recs):
+        ctx = schema.context_parts(r)[1]
+        assert len(tiny.tokenizer.encode(ctx, add_special_tokens=False)) == 120
+        assert orig["meta"]["evidence"][0] in ctx
+    _, skipped = S.pad_records(recs[:1], tiny.tokenizer, 5, pool_records=recs)  # shorter than the evidence
+    assert sum(skipped.values()) == 1

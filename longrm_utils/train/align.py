@@ -35,7 +35,6 @@ import json
 import math
 import os
 import random
-import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -469,9 +468,12 @@ def pair_accuracy(loaded, items: Sequence[PrefItem], *, kind: str, cfg: AlignCon
     cfg = cfg or AlignConfig()
     enc, counts = encode_items(loaded.tokenizer, items, V=cfg.V, max_length=cfg.max_length, spec=loaded.spec)
     wins = []
+    was_training = loaded.model.training
+    loaded.model.eval()  # no dropout while measuring
     with torch.no_grad():
         for e in enc:
             wins.append(_item_loss(loaded.model, e, cfg, kind, loaded.tokenizer.pad_token_id)[2])
+    loaded.model.train(was_training)
     return {"accuracy": sum(wins) / len(wins) if wins else float("nan"), "n": len(wins), **counts}
 
 
@@ -486,6 +488,7 @@ def train_reward_baseline(loaded, items: Sequence[PrefItem], cfg: AlignConfig, o
     first, count what exceeds ``cfg.max_length``, and check that trl kept exactly the rest.
     """
     from datasets import Dataset
+    from transformers import PrinterCallback
     from trl import RewardConfig, RewardTrainer
 
     enc, counts = encode_items(loaded.tokenizer, items, V=1, max_length=cfg.max_length, spec=loaded.spec)
@@ -499,6 +502,7 @@ def train_reward_baseline(loaded, items: Sequence[PrefItem], cfg: AlignConfig, o
                         bf16=False, logging_steps=1, save_strategy="no", report_to=[], seed=cfg.seed,
                         use_cpu=loaded.device == "cpu", disable_tqdm=True, max_grad_norm=cfg.max_grad_norm)
     tr = RewardTrainer(model=loaded.model, args=args, train_dataset=ds, processing_class=loaded.tokenizer)
+    tr.remove_callback(PrinterCallback)  # the losses are returned below; no per-step dict printing
     if len(tr.train_dataset) != len(enc):
         raise RuntimeError(f"RewardTrainer kept {len(tr.train_dataset)} of {len(enc)} pairs although all are within "
                            f"max_length={cfg.max_length}")
@@ -513,37 +517,6 @@ def train_reward_baseline(loaded, items: Sequence[PrefItem], cfg: AlignConfig, o
 # ==================================================================================================
 # Measuring the shared prefix: time and memory of one training step
 # ==================================================================================================
-
-class PeakRSS:
-    """Peak resident memory above the starting level, sampled every few ms in a thread (CPU)."""
-
-    def __init__(self, interval: float = 0.005):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-
-    def __enter__(self):
-        import psutil
-
-        self._proc = psutil.Process()
-        self.start = self._proc.memory_info().rss
-        self.peak = self.start
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    @property
-    def delta_mib(self) -> float:
-        return (self.peak - self.start) / 2**20
-
 
 def synthetic_long_item(tokenizer, prompt_tokens: int, *, n_responses: int = 4, seed: int = 0) -> PrefItem:
     """A mechanics-only item: a user prompt of exactly ``prompt_tokens`` chat tokens (filler text and a
@@ -574,7 +547,13 @@ def synthetic_long_item(tokenizer, prompt_tokens: int, *, n_responses: int = 4, 
 
 
 def measure_step(loaded, e: Encoded, *, kind: str, shared_prefix: bool, cfg: AlignConfig | None = None) -> dict:
-    """Time and peak memory (CUDA allocator, else sampled RSS) of one forward + backward of one item."""
+    """Time and memory of one forward + backward of one item (1 + V responses).
+
+    Memory is measured two ways: ``saved_mib``, the bytes of every tensor autograd saves for the
+    backward pass (the activations; exact and the same on any device, counted with
+    ``torch.autograd.graph.saved_tensors_hooks``, each storage once), and on CUDA ``peak_mib``, the
+    allocator's peak above the starting level.
+    """
     import gc
 
     import torch
@@ -587,20 +566,33 @@ def measure_step(loaded, e: Encoded, *, kind: str, shared_prefix: bool, cfg: Ali
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    with PeakRSS() as mem:
-        t0 = time.perf_counter()
+    seen: dict = {}
+    weights = {q.untyped_storage().data_ptr() for q in loaded.model.parameters()}  # weights are not activations
+
+    def pack(t):
+        try:
+            st = t.untyped_storage()
+            if st.data_ptr() not in weights:
+                seen[(st.data_ptr(), t.device.type)] = st.nbytes()
+        except (RuntimeError, NotImplementedError):  # tensors without storage (e.g. sparse)
+            pass
+        return t
+
+    t0 = time.perf_counter()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss, _, _ = _item_loss(loaded.model, e, cfg, kind, loaded.tokenizer.pad_token_id)
-        loss.backward()
-        if cuda:
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
+    loss.backward()
+    if cuda:
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
     loaded.model.zero_grad(set_to_none=True)
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else mem.delta_mib
     n = 1 + len(e.reject_ids)
-    tokens = (len(e.prompt_ids) + sum(len(r) for r in [e.chosen_ids] + e.reject_ids)) if shared_prefix else \
-        sum(len(e.prompt_ids) + len(r) for r in [e.chosen_ids] + e.reject_ids)
+    resp = sum(len(r) for r in [e.chosen_ids] + e.reject_ids)
+    tokens = len(e.prompt_ids) + resp if shared_prefix else n * len(e.prompt_ids) + resp
     return {"shared_prefix": shared_prefix, "prompt_tokens": len(e.prompt_ids), "responses": n,
-            "tokens_encoded": tokens, "seconds": round(dt, 3), "peak_mib": round(peak, 1), "loss": float(loss.detach())}
+            "tokens_encoded": tokens, "seconds": round(dt, 3), "saved_mib": round(sum(seen.values()) / 2**20, 1),
+            "peak_mib": round((torch.cuda.max_memory_allocated() - base) / 2**20, 1) if cuda else None,
+            "loss": float(loss.detach())}
 
 
 # ==================================================================================================

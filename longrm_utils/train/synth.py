@@ -512,42 +512,61 @@ def ngram_hashes(text: str, n: int = 8) -> set[int]:
 
 
 def record_content(rec: dict) -> str:
-    """The item-specific text of an evaluation record: its context, question and answers."""
+    """The item-specific text of an evaluation record: question, answers, and its evidence chunks
+    (the whole context when the record does not mark its evidence, as official records don't).
+
+    Filler documents are left out when the evidence is known: the offline generators write them
+    from one small shared grammar, so their n-grams recur across *all* items by design.
+    """
     from ..bench import schema
 
     _, ctx, _ = schema.context_parts(rec)
-    return "\n".join([ctx, str(rec.get("question", ""))] + [str(a) for a in schema.answers(rec)])
+    spans = (rec.get("meta") or {}).get("evidence_spans")
+    body = [ctx[a:b] for a, b in spans] if spans else [ctx]
+    return "\n".join(body + [str(rec.get("question", ""))] + [str(x) for x in schema.answers(rec)])
 
 
 def example_content(ex: dict) -> str:
     return "\n".join(str(m.get("content", "")) for m in list(ex["prompt"]) + list(ex["completion"]))
 
 
-def common_ngrams(texts: Sequence[str], n: int = 8, min_share: float = 0.2) -> set[int]:
-    """n-grams present in at least ``min_share`` of the texts: instructions and templates, not content."""
+def common_ngrams(texts: Sequence[str], n: int = 8, min_count: int = 2) -> set[int]:
+    """n-grams present in at least ``min_count`` of the texts: templates, not one item's content."""
     c: Counter = Counter()
     for t in texts:
         c.update(ngram_hashes(t, n))
-    k = max(2, int(min_share * len(texts)))
-    return {h for h, m in c.items() if m >= k}
+    return {h for h, m in c.items() if m >= min_count}
 
 
 def leakage_report(train_texts: Sequence[str], eval_sets: dict[str, Sequence[dict]], n: int = 8,
-                   threshold: float = 0.1) -> dict[str, Any]:
+                   threshold: float = 0.3, groups: Sequence[str] | None = None,
+                   template_share: float = 0.05) -> dict[str, Any]:
     """Per evaluation set: how much of each eval item's content occurs in the training texts.
 
-    Boilerplate (n-grams shared by many items of a set or of the training data: the prompt
-    templates) is excluded. An eval item *leaks* when more than ``threshold`` of its remaining
-    n-grams occur in training; the report lists those ids and the worst overlap.
+    Template text is excluded: n-grams found in at least 3 (or ``template_share``) of the training
+    *records* (``groups``: one key per text, e.g. ``task:id``, since one record yields several
+    texts), or in two or more items of the evaluation set. An eval item *leaks* when more than
+    ``threshold`` of its remaining n-grams occur in training; the report lists those ids. A copied
+    item scores near 1; on the shipped sets, chance collisions of the generators' small vocabularies
+    reach about 0.2 (short ICL items, whose answers are label sequences).
     """
     train_h: set[int] = set()
-    for t in train_texts:
-        train_h |= ngram_hashes(t, n)
-    boiler = common_ngrams(list(train_texts), n)
+    per_group: dict[str, set[int]] = {}
+    for i, t in enumerate(train_texts):
+        h = ngram_hashes(t, n)
+        train_h |= h
+        per_group.setdefault(str(groups[i]) if groups is not None else str(i), set()).update(h)
+    df: Counter = Counter()
+    for h in per_group.values():
+        df.update(h)
+    k = max(3, int(template_share * len(per_group)))
+    boiler = {h for h, m in df.items() if m >= k}
     out: dict[str, Any] = {"n": n, "threshold": threshold, "train_ngrams": len(train_h), "sets": {}}
     for name, recs in eval_sets.items():
         contents = [record_content(r) for r in recs]
-        boiler_e = boiler | common_ngrams(contents, n)
+        # only what is unique to one item of the set counts as its content: an n-gram shared by two
+        # evaluation items is template text (a question pattern, a generator's sentence)
+        boiler_e = boiler | common_ngrams(contents, n, min_count=2)
         overlaps, leaked = [], []
         for r, c in zip(recs, contents):
             h = ngram_hashes(c, n) - boiler_e
@@ -958,6 +977,28 @@ def pairwise_preferences(records: Sequence[dict], *, tokenizer=None, max_tokens:
             counts["items"] += 1
             counts[f"best_slot_{SLOT_LETTERS[order.index(0)]}"] += 1
     return items, counts
+
+
+# --- long training prompts for Stage II ------------------------------------------------------------------
+
+def pad_records(records: Sequence[dict], tokenizer, target_tokens: int | None, *, pool_records: Sequence[dict] | None = None,
+                seed: int = 0, where: str = "<records>") -> tuple[list[dict], Counter]:
+    """Stage I's short-to-long padding applied to whole records, so Stage II can train at long length.
+
+    Each record's context is padded to exactly ``target_tokens`` with its own irrelevant chunks, then
+    other training records' (``pool_records``); the critical chunks stay intact. ``None`` returns the
+    records unchanged. Records that can't be padded are skipped and counted by reason.
+    """
+    if not target_tokens:
+        return list(records), Counter()
+    pool = filler_pool(pool_records if pool_records is not None else records, seed, where)
+    out, skipped = [], Counter()
+    for rec in records:
+        try:
+            out.append(short_to_long(rec, tokenizer, target_tokens, pool, seed=seed, where=where).long_record)
+        except SynthError as e:
+            skipped[_reason(e)] += 1
+    return out, skipped
 
 
 # --- scalar RMs: the benchmark's own labels -----------------------------------------------------------
