@@ -161,3 +161,20 @@ def test_cli_on_shipped_mini(tmp_path):
     assert main(["score", "--predictions", str(tmp_path / "m" / "predictions.jsonl"), "--out",
                  str(tmp_path / "s")]) == 0
     assert (tmp_path / "s" / "results.csv").read_bytes() == (tmp_path / "m" / "results.csv").read_bytes()
+
+
+def test_spread_keeps_file_order_and_covers_the_file():
+    recs = [{"task": t, "id": str(i)} for t in ("A", "B", "C") for i in range(5)]
+    s = run.spread(recs, 6)
+    assert len(s) == 6 and {r["task"] for r in s} == {"A", "B", "C"}
+    assert [recs.index(r) for r in s] == sorted(recs.index(r) for r in s)
+    assert run.spread(recs, None) == recs and run.spread(recs, 99) == recs
+
+
+def test_changed_benchmark_content_is_not_resumed(bench, tmp_path):
+    run_judge("overlap", kind="heuristic", bench=bench, out_dir=tmp_path / "c", progress=False, n_boot=0)
+    recs = schema.read_jsonl(bench)
+    recs[0]["chosen"] = recs[0]["chosen"] + " (edited)"
+    schema.write_jsonl(recs, bench)
+    with pytest.raises(ValueError, match=r"another configuration \(differs in \['items'\]\)"):
+        run_judge("overlap", kind="heuristic", bench=bench, out_dir=tmp_path / "c", progress=False, n_boot=0)

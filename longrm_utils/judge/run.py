@@ -8,7 +8,8 @@ Pass 0 uses that order; pass 1 (``orders=2``, the default) shows the same answer
 Output (design.md section 7) in ``out_dir``:
 
 * ``predictions.jsonl`` -- one line per (item, pass), appended item by item, no timings; the same
-  command and seed give a byte-identical file on the same CPU;
+  command and seed give a byte-identical file on the same CPU with the same torch thread count
+  (float sums, hence near-tied scalar scores, change with the thread count);
 * ``timings.jsonl`` -- per (task, id, pass) wall times and token counts;
 * ``run_config.json`` -- the arguments; a rerun with other arguments into the same folder is refused;
 * ``results.csv`` and ``metrics.json`` -- recomputed from predictions alone by :mod:`.score`.
@@ -207,7 +208,11 @@ def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantizat
         raise ValueError(f"judge {judge!r} is loaded as a {'scalar' if is_scalar else 'generative'} model, "
                          f"but kind={kind!r}")
     ctx = loaded.spec.max_context
-    settings: dict[str, Any] = {"device": loaded.device, "attn": loaded.attn, "backend": "hf"}
+    import torch
+
+    # float sums depend on the thread count: byte-identical reruns need the same device and threads
+    settings: dict[str, Any] = {"device": loaded.device, "attn": loaded.attn, "backend": "hf",
+                                "torch_threads": torch.get_num_threads()}
     if kind == "scalar":
         limit = max_input_tokens or min(ctx, OFFICIAL_MAX_INPUT_TOKENS)
         settings.update(max_input_tokens=limit, shared_prefix=shared_prefix, batch_size=batch_size)
@@ -247,7 +252,7 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
     config = {
         "judge": str(judge), "judge_id": judge_id, "kind": kind, "orders": orders, "order_seed": order_seed,
         "bench": bench if isinstance(bench, str) else str(bench) if isinstance(bench, os.PathLike) else "<records>",
-        "items": models.fingerprint([(r["task"], r["id"]) for r in recs]), "n_items": len(recs),
+        "items": models.fingerprint(recs), "n_items": len(recs),  # content, not just ids: a rebuilt bench is new
         "tasks": list(tasks) if tasks else None, "limit": limit, "quantization": quantization,
         "prompts": templates.source if kind in ("generative", "pointwise") else None,
         "prompt_hash": models.fingerprint(templates.system, templates.pairwise, templates.ranking,
