@@ -862,7 +862,10 @@ def bench_of(folder: str | Path) -> list[dict] | None:
     """The benchmark records a saved judge was run on (from its run_config), or None if not a file."""
     from .bench.schema import read_jsonl
 
-    b = judge_config(folder).get("bench")
+    cfg = judge_config(folder)
+    if cfg.get("bench_file") and (Path(folder) / cfg["bench_file"]).is_file():  # records judged in memory
+        return read_jsonl(Path(folder) / cfg["bench_file"])
+    b = cfg.get("bench")
     return read_jsonl(b) if b and Path(b).is_file() else None
 
 

@@ -178,3 +178,16 @@ def test_changed_benchmark_content_is_not_resumed(bench, tmp_path):
     schema.write_jsonl(recs, bench)
     with pytest.raises(ValueError, match=r"another configuration \(differs in \['items'\]\)"):
         run_judge("overlap", kind="heuristic", bench=bench, out_dir=tmp_path / "c", progress=False, n_boot=0)
+
+
+def test_records_judged_in_memory_are_kept_beside_the_predictions(bench, tmp_path):
+    """A judge folder made from an in-memory subset is self-contained: analysis finds its records."""
+    from longrm_utils import analysis
+
+    recs = schema.read_jsonl(bench)[1:3]
+    out = tmp_path / "j"
+    run_judge("longer", kind="heuristic", bench=recs, out_dir=out)
+    assert [(r["task"], r["id"]) for r in analysis.bench_of(out)] == [(r["task"], r["id"]) for r in recs]
+    run_judge("longer", kind="heuristic", bench=bench, out_dir=tmp_path / "k")
+    assert not (tmp_path / "k" / run.BENCH_COPY).exists()
+    assert len(analysis.bench_of(tmp_path / "k")) == len(schema.read_jsonl(bench))

@@ -225,6 +225,10 @@ def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantizat
     return cls(loaded, templates=templates, max_new_tokens=max_new, max_input_tokens=limit), settings
 
 
+BENCH_COPY = "bench.jsonl"
+"""File name of the judged records, written into a judge folder when they were passed in memory."""
+
+
 def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, orders: int = 2,
               limit: int | None = None, tasks: Sequence[str] | None = None, max_new_tokens: int | None = None,
               device: str = "auto", quantization: str | None = None, attn: str = "auto",
@@ -260,6 +264,13 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
         "requested_max_new_tokens": max_new_tokens, "requested_max_input_tokens": max_input_tokens,
         "backend": backend if kind != "heuristic" else None, "seed": seed,
     }
+    if not isinstance(bench, (str, os.PathLike)):
+        # Records given in memory (a spread subset, an ablation): keep a copy beside the predictions, so
+        # the folder is self-contained and can be analysed elsewhere (length bias, ablation, gallery).
+        config["bench_file"] = BENCH_COPY
+        from ..bench.schema import write_jsonl
+
+        write_jsonl(recs, out / BENCH_COPY, validate=False)
     cfg_path = out / "run_config.json"
     pred_path, tim_path = out / "predictions.jsonl", out / "timings.jsonl"
     if cfg_path.exists() and pred_path.exists():
