@@ -11,13 +11,8 @@ TOL = dict(rel=backends.SHARED_PREFIX_RTOL, abs=backends.SHARED_PREFIX_ATOL)
 
 
 @pytest.fixture(scope="module")
-def tiny_rm():
-    return models.load("tiny-rm", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny_gen():
-    return models.load("tiny", device="cpu")
+def tiny_gen(tiny):
+    return tiny  # the session fixture of conftest.py
 
 
 def reference_scores(loaded, seqs):

@@ -678,16 +678,16 @@ def vllm_args(preset: str, *, max_context: int | None = None, tensor_parallel_si
     vLLM takes it through ``hf_overrides``. Prefix caching reuses the long context's KV blocks
     across the two display orders and across candidates.
     """
-    from ..models import REGISTRY
+    from ..models import REGISTRY, base_folder
 
     s = REGISTRY[preset]
-    if not s.hf_id:
-        raise ValueError(f"preset {preset!r} has no hub id; vLLM loads hub models or folders")
+    # vLLM loads hub ids or folders: hub presets by id, the offline ones (tiny, SmolLM2) from their cache folder.
+    model = s.hf_id if s.route == "hub" else base_folder(s)
     ctx = max_context or s.max_context
     limit = s.yarn_context or s.max_context
     if ctx > limit:
         raise ValueError(f"{preset}: max_context {ctx} exceeds what the registry allows ({limit})")
-    kw: dict[str, Any] = {"model": s.hf_id, "tensor_parallel_size": tensor_parallel_size, "dtype": "bfloat16",
+    kw: dict[str, Any] = {"model": model, "tensor_parallel_size": tensor_parallel_size, "dtype": "bfloat16",
                           "enable_prefix_caching": True, "max_model_len": ctx + max_new_tokens}
     if ctx + max_new_tokens > s.max_context:
         if not s.rope_scaling:
