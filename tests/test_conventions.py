@@ -92,3 +92,26 @@ def test_profiles_describe_hardware():
     for name in profiles():
         raw = yaml.safe_load((constants.PROFILE_DIR / f"{name}.yaml").read_text())
         assert "hardware" in raw and "description" in raw, name
+
+
+@pytest.mark.parametrize("profile", [p for p in profiles() if p.startswith("cpu")])
+def test_short_set_evaluations_judge_the_same_items(profile):
+    """Base (02) -> Stage I (04) -> aligned (05, 06) are comparable only on the same short-set items:
+    every notebook takes `judge.run.spread(short, n)`, so the n's must agree (None = all)."""
+    from longrm_utils.bench import schema
+
+    _, raw = load_profile(profile)
+    n_short = len(schema.read_jsonl(constants.DATA_DIR / "mini" / "short.jsonl"))
+
+    def get(stem, key):
+        params = {k: eval(v["default"], {}, {"true": True, "false": False, "null": None})
+                  for k, v in notebook_parameters(stem).items() if k != "run_dir"}
+        params.update(raw.get(stem) or {})
+        v = params[key]
+        return n_short if v is None else min(int(v), n_short)
+
+    sizes = {"02.short_limit": get("02_baseline_judging", "short_limit"),
+             "04.short_eval_items": get("04_stage1_long_sft", "short_eval_items"),
+             "05.eval_items": get("05_stage2_align_generative_rm", "eval_items"),
+             "06.eval_limit": get("06_stage2_align_scalar_rm", "eval_limit")}
+    assert len(set(sizes.values())) == 1, sizes
