@@ -305,3 +305,19 @@ def quiet() -> None:
         pass
     warnings.filterwarnings("ignore", message=".*IProgress not found.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def resolve_input(rd: str | os.PathLike | None, name: str | None, *, offline_fallback: str | None = None):
+    """A benchmark parameter as notebooks take it: an artifact name (``bench/...``) through the run
+    directory (or its shipped fallback), a path as given, or a hub id. With ``offline_fallback`` set,
+    a hub id under ``HF_HUB_OFFLINE=1`` is replaced by that artifact, and the swap is printed."""
+    if not name:
+        return name
+    if name.startswith("bench/"):
+        return find_artifact(rd, name)
+    looks_like_hub_id = not Path(name).exists() and name.count("/") == 1 and not name.endswith((".jsonl", ".json"))
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    if offline_fallback and offline and looks_like_hub_id:
+        print(f"[longrm] {name!r} is a hub id and HF_HUB_OFFLINE is set: using {offline_fallback!r} instead")
+        return find_artifact(rd, offline_fallback)
+    return name
