@@ -229,7 +229,7 @@ def _write_summary(out: Path, profile: str, by_nb: dict[str, dict]) -> None:
     for r in rows:
         b = r.get("budget_s")
         flag = " **over budget**" if r.get("over_budget") else ""
-        hl = ", ".join(f"{k}={_fmt(v)}" for k, v in list((r.get("headline") or {}).items())[:8])
+        hl = ", ".join(f"{k}={_fmt(v)}" for k, v in (r.get("headline") or {}).items())
         lines.append(f"| {r['notebook']} | {r['status']} | {r['wall_s'] / 60:.1f} min{flag} | "
                      f"{'' if b is None else f'{b / 60:.0f} min'} | {hl} |")
     failed = [r for r in rows if r["status"] != "ok"]
