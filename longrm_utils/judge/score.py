@@ -647,7 +647,7 @@ def plot_group_bars(frame, path: str | Path, *, title: str = "", ylabel: str = "
     groups = [g for g in groups if g in set(frame["group"])]
     judges = list(dict.fromkeys(frame["judge"]))
     w = 0.8 / max(1, len(judges))
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(groups) + 2), 3.6))
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(groups) + 2), 4.2))
     for k, jid in enumerate(judges):
         sub = frame[frame["judge"] == jid].set_index("group").reindex(groups)
         x = np.arange(len(groups)) + (k - (len(judges) - 1) / 2) * w
@@ -659,12 +659,12 @@ def plot_group_bars(frame, path: str | Path, *, title: str = "", ylabel: str = "
     ax.set_xticks(np.arange(len(groups)), groups)
     ax.set_ylim(0, 105)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=1, bbox_to_anchor=(1.01, 1), loc="upper left")
-    fig.tight_layout()
+    ax.set_title(title, fontsize=10)
+    # legend below the axes, so long judge ids never squeeze the plot or clip the title
+    ax.legend(fontsize=7, ncol=min(3, max(1, len(judges))), loc="upper center", bbox_to_anchor=(0.5, -0.12))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
 
 
