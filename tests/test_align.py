@@ -1,14 +1,15 @@
-"""Stage II losses and the shared-prefix encoding (train/align.py)."""
+"""Stage II losses and the shared-prefix encoding (train/losses.py, train/align.py, train/mechanics.py)."""
 import json
 import math
-from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from longrm_utils import constants, models
+from longrm_utils import constants, contracts, models
 from longrm_utils.train import align as A
+from longrm_utils.train import losses as L
+from longrm_utils.train import mechanics
 
 
 def _logsig(x):
@@ -25,7 +26,7 @@ def test_multi_reject_loss_matches_direct_formula():
     ll = torch.tensor([[5.0, 3.0, 11.0], [12.0, 20.0, 1.0]])
     mask = torch.tensor([[True, True, True], [True, True, False]])  # item 2 has V=2
     for beta, gamma, nll in [(0.5, 2.5, 0.0), (2.5, 0.5, 0.05), (1.0, 0.0, 0.3)]:
-        losses, cr, rr = A.multi_reject_simpo_loss(cw, lw, rl, ll, beta=beta, gamma=gamma, nll_weight=nll,
+        losses, cr, rr = L.multi_reject_simpo_loss(cw, lw, rl, ll, beta=beta, gamma=gamma, nll_weight=nll,
                                                    reject_mask=mask)
         for b in range(2):
             js = [j for j in range(3) if mask[b, j]]
@@ -36,8 +37,8 @@ def test_multi_reject_loss_matches_direct_formula():
     # the masked-out reject must not matter
     rl2 = rl.clone()
     rl2[1, 2] = -999.0
-    assert torch.allclose(A.multi_reject_simpo_loss(cw, lw, rl2, ll, beta=1, gamma=0, reject_mask=mask)[0],
-                          A.multi_reject_simpo_loss(cw, lw, rl, ll, beta=1, gamma=0, reject_mask=mask)[0])
+    assert torch.allclose(L.multi_reject_simpo_loss(cw, lw, rl2, ll, beta=1, gamma=0, reject_mask=mask)[0],
+                          L.multi_reject_simpo_loss(cw, lw, rl, ll, beta=1, gamma=0, reject_mask=mask)[0])
 
 
 def test_multi_reject_loss_with_one_reject_is_trl_simpo():
@@ -49,7 +50,7 @@ def test_multi_reject_loss_with_one_reject_is_trl_simpo():
                                simpo_gamma=gamma, beta=beta, label_smoothing=0.0)
         trl_losses, _, _ = CPOTrainer.cpo_loss(fake, cw, rl)
         # our loss takes sums and lengths: give it length-1 responses, whose sum is the average
-        ours, _, _ = A.multi_reject_simpo_loss(cw, torch.ones(3), rl[:, None], torch.ones(3, 1), beta=beta, gamma=gamma)
+        ours, _, _ = L.multi_reject_simpo_loss(cw, torch.ones(3), rl[:, None], torch.ones(3, 1), beta=beta, gamma=gamma)
         assert torch.allclose(ours, trl_losses, atol=1e-6)
 
 
@@ -57,7 +58,7 @@ def test_bradley_terry_matches_direct_formula():
     rc = torch.tensor([0.3, -1.0])
     rr = torch.tensor([[0.1, 0.9, -2.0], [0.5, 0.0, 4.0]])
     mask = torch.tensor([[True, True, True], [True, False, False]])
-    losses, margins = A.bradley_terry_loss(rc, rr, mask)
+    losses, margins = L.bradley_terry_loss(rc, rr, mask)
     want0 = -_logsig(0.3 - (0.1 + 0.9 - 2.0) / 3)
     want1 = -_logsig(-1.0 - 0.5)
     assert float(losses[0]) == pytest.approx(want0, rel=1e-6)
@@ -67,9 +68,9 @@ def test_bradley_terry_matches_direct_formula():
 
 def test_losses_refuse_items_without_rejects():
     with pytest.raises(ValueError, match="at least one reject"):
-        A.bradley_terry_loss(torch.zeros(1), torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.bool))
+        L.bradley_terry_loss(torch.zeros(1), torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"\[B, V\]"):
-        A.multi_reject_simpo_loss(torch.zeros(1), torch.ones(1), torch.zeros(2), torch.ones(2), beta=1, gamma=0)
+        L.multi_reject_simpo_loss(torch.zeros(1), torch.ones(1), torch.zeros(2), torch.ones(2), beta=1, gamma=0)
 
 
 def test_paper_settings_are_the_constants():
@@ -97,8 +98,8 @@ def _check_logps(loaded):
     out = {}
     for shared in (True, False):
         loaded.model.zero_grad(set_to_none=True)
-        lp, lens = A.completion_logps(loaded.model, p, rs, pad, shared_prefix=shared)
-        loss = A.multi_reject_simpo_loss(lp[:1], lens[:1], lp[None, 1:], lens[None, 1:], beta=2.5, gamma=0.5)[0].sum()
+        lp, lens = L.completion_logps(loaded.model, p, rs, pad, shared_prefix=shared)
+        loss = L.multi_reject_simpo_loss(lp[:1], lens[:1], lp[None, 1:], lens[None, 1:], beta=2.5, gamma=0.5)[0].sum()
         loss.backward()
         out[shared] = (lp.detach(), _grads(loaded.model).clone())
     loaded.model.zero_grad(set_to_none=True)
@@ -112,8 +113,8 @@ def _check_scores(loaded):
     out = {}
     for shared in (True, False):
         loaded.model.zero_grad(set_to_none=True)
-        s = A.scalar_scores(loaded.model, p, rs, pad, shared_prefix=shared)
-        A.bradley_terry_loss(s[:1], s[None, 1:])[0].sum().backward()
+        s = L.scalar_scores(loaded.model, p, rs, pad, shared_prefix=shared)
+        L.bradley_terry_loss(s[:1], s[None, 1:])[0].sum().backward()
         out[shared] = (s.detach(), _grads(loaded.model).clone())
     loaded.model.zero_grad(set_to_none=True)
     assert torch.allclose(out[True][0], out[False][0], atol=1e-4)
@@ -149,7 +150,7 @@ def test_response_ending_in_pad_is_refused(tiny_rm):
     p, rs = A.encode_prompt_responses(tiny_rm.tokenizer, PROMPT, RESPONSES[:2], tiny_rm.spec)
     pad = tiny_rm.tokenizer.pad_token_id
     with pytest.raises(ValueError, match="pad token"):
-        A.scalar_scores(tiny_rm.model, p, [rs[0], rs[1] + [pad]], pad)
+        L.scalar_scores(tiny_rm.model, p, [rs[0], rs[1] + [pad]], pad)
 
 
 # --- items, training, baseline, CLI ------------------------------------------------------------
@@ -167,14 +168,14 @@ def _items(n=6, ctx=20):
 def test_item_validation_names_record_and_field():
     recs = _items(2)
     recs[1] = dict(recs[1], rejects=[])
-    with pytest.raises(ValueError, match=r"f\.jsonl record 2 \(id='x1'\).*'rejects'"):
-        A.pref_items_from_records(recs, file="f.jsonl")
-    with pytest.raises(ValueError, match="missing field 'chosen'"):
-        A.pref_items_from_records([{"prompt": [{"role": "user", "content": "q"}], "rejects": ["r"]}])
+    with pytest.raises(ValueError, match=r"f\.jsonl.*line 2.*'x1'.*'rejects'"):
+        contracts.pref_items_from_records(recs, file="f.jsonl")
+    with pytest.raises(ValueError, match="'chosen'.*missing field"):
+        contracts.pref_items_from_records([{"prompt": [{"role": "user", "content": "q"}], "rejects": ["r"]}])
 
 
 def test_too_long_items_are_skipped_and_counted(tiny):
-    items = A.pref_items_from_records(_items(3, ctx=5) + [dict(_items(1, ctx=300)[0], id="long")])
+    items = contracts.pref_items_from_records(_items(3, ctx=5) + [dict(_items(1, ctx=300)[0], id="long")])
     enc, counts = A.encode_items(tiny.tokenizer, items, V=2, max_length=400, spec=tiny.spec)
     assert counts["skipped_too_long"] == 1 and counts["kept"] == 3 and counts["skipped_ids"] == ["long"]
     assert all(e.longest <= 400 and len(e.reject_ids) == 2 for e in enc)
@@ -183,7 +184,7 @@ def test_too_long_items_are_skipped_and_counted(tiny):
 @pytest.mark.parametrize("kind", ["generative", "scalar"])
 def test_train_loop_learns_a_separable_preference(kind, tmp_path):
     loaded = models.add_lora(models.load("tiny" if kind == "generative" else "tiny-rm", device="cpu", trainable=True), r=8)
-    items = A.pref_items_from_records(_items(4, ctx=3))
+    items = contracts.pref_items_from_records(_items(4, ctx=3))
     cfg = A.AlignConfig(learning_rate=2e-2, max_steps=12, items_per_step=2, warmup_ratio=0.0, max_length=512)
     before = A.pair_accuracy(loaded, items, kind=kind, cfg=cfg)
     res = A.train_loop(loaded, items, cfg, kind=kind, out_dir=tmp_path, progress=False)
@@ -196,9 +197,9 @@ def test_train_loop_learns_a_separable_preference(kind, tmp_path):
 
 def test_reward_trainer_baseline_counts_drops(tmp_path):
     loaded = models.add_lora(models.load("tiny-rm", device="cpu", trainable=True), r=8)
-    items = A.pref_items_from_records(_items(4, ctx=3) + [dict(_items(1, ctx=300)[0], id="long")])
+    items = contracts.pref_items_from_records(_items(4, ctx=3) + [dict(_items(1, ctx=300)[0], id="long")])
     cfg = A.AlignConfig(learning_rate=1e-2, max_steps=3, items_per_step=2, max_length=512)
-    res = A.train_reward_baseline(loaded, items, cfg, tmp_path)
+    res = mechanics.train_reward_baseline(loaded, items, cfg, tmp_path)
     assert res["data"]["skipped_too_long"] == 1 and res["data"]["kept"] == 4
     assert len(res["losses"]) == 3 and all(math.isfinite(x) for x in res["losses"])
 
@@ -221,20 +222,20 @@ def test_shared_prefix_refuses_gradient_checkpointing():
     loaded.model.train()
     p, rs = A.encode_prompt_responses(loaded.tokenizer, PROMPT, RESPONSES[:2], loaded.spec)
     with pytest.raises(ValueError, match="gradient checkpointing"):
-        A.completion_logps(loaded.model, p, rs, loaded.tokenizer.pad_token_id)
+        L.completion_logps(loaded.model, p, rs, loaded.tokenizer.pad_token_id)
     # the separate encoding works, and with gradients
-    lp, _ = A.completion_logps(loaded.model, p, rs, loaded.tokenizer.pad_token_id, shared_prefix=False)
+    lp, _ = L.completion_logps(loaded.model, p, rs, loaded.tokenizer.pad_token_id, shared_prefix=False)
     lp.sum().backward()
 
 
 def test_synthetic_item_and_measured_step_show_the_shared_prefix_saving(tiny_rm):
-    it = A.synthetic_long_item(tiny_rm.tokenizer, 1024, n_responses=4, seed=1)
+    it = mechanics.synthetic_long_item(tiny_rm.tokenizer, 1024, n_responses=4, seed=1)
     enc, _ = A.encode_items(tiny_rm.tokenizer, [it], V=3, max_length=2048, spec=tiny_rm.spec)
     e = enc[0]
     assert 1000 <= len(e.prompt_ids) <= 1024 and len(e.reject_ids) == 3
     tiny_rm.model.train()
-    sep = A.measure_step(tiny_rm, e, kind="scalar", shared_prefix=False)
-    sh = A.measure_step(tiny_rm, e, kind="scalar", shared_prefix=True)
+    sep = mechanics.measure_step(tiny_rm, e, kind="scalar", shared_prefix=False)
+    sh = mechanics.measure_step(tiny_rm, e, kind="scalar", shared_prefix=True)
     tiny_rm.model.eval()
     assert sep["loss"] == pytest.approx(sh["loss"], abs=1e-5)
     assert sep["tokens_encoded"] - sh["tokens_encoded"] == 3 * len(e.prompt_ids)

@@ -1,4 +1,5 @@
-"""Unit tests of longrm_utils.analysis on hand-made predictions with a known answer per failure type."""
+"""Unit tests of longrm_utils.analysis (and the ablation step) on hand-made predictions with a known answer
+per failure type."""
 from __future__ import annotations
 
 import csv
@@ -7,9 +8,18 @@ import math
 
 import pytest
 
-from longrm_utils import analysis as A
+from longrm_utils.analysis.ablation import ablate_records, compare_verdicts
+from longrm_utils.analysis.contradiction import (LABELLED_DIR, LABELLED_SPLITS, contradiction, contradiction_eval,
+                                                 load_labelled)
+from longrm_utils.analysis.formats import format_kind, format_table
+from longrm_utils.analysis.gallery import shorten_around
+from longrm_utils.analysis.inputs import bench_index
+from longrm_utils.analysis.length import length_bias, length_curve
+from longrm_utils.analysis.outcomes import OUTCOMES, outcome_table, outcomes
+from longrm_utils.analysis.position import position_bias, position_matrix
+from longrm_utils.contracts import item_score, read_predictions
 from longrm_utils.judge import parse
-from longrm_utils.judge.score import item_score
+from longrm_utils.steps.ablation import run_ablation
 
 
 def pred(id_, pass_, order, raw, *, task="LongQA", bucket="4k", tasktype=None, error=None, ranking="parse"):
@@ -57,7 +67,7 @@ def record(id_, chosen, rejected, context, task="LongQA", bucket="4k"):
     ("B is grounded in the document. [[B]]", None),
 ])
 def test_format_kind_pairwise(raw, kind):
-    assert A.format_kind(pred("x", 0, [0, 1], raw)) == kind
+    assert format_kind(pred("x", 0, [0, 1], raw)) == kind
 
 
 @pytest.mark.parametrize("raw,n,kind", [
@@ -72,23 +82,23 @@ def test_format_kind_pairwise(raw, kind):
     ("[[Assistant B > Assistant A]]", 2, None),
 ])
 def test_format_kind_ranking(raw, n, kind):
-    assert A.format_kind(pred("x", 0, list(range(n)), raw, tasktype="BestOfN")) == kind
+    assert format_kind(pred("x", 0, list(range(n)), raw, tasktype="BestOfN")) == kind
 
 
 def test_format_kind_pointwise_and_scalar():
     p = pred("x", 0, [0, 1], ["[Analysis] ok [Score: 7]", "[Analysis] hm"], ranking=None)
-    assert A.format_kind(p) == "no_score"
+    assert format_kind(p) == "no_score"
     p = pred("x", 0, [0, 1], ["[Score: 7]", "[Score: 3] ... [Score: 9]"], ranking=[0, 1])
-    assert A.format_kind(p) == "several_scores"
-    assert A.format_kind(pred("x", 0, [0, 1], [0.3, -1.2])) is None
-    assert A.format_kind(pred("x", 0, [0, 1], None, error="OutOfMemoryError")) is None
+    assert format_kind(p) == "several_scores"
+    assert format_kind(pred("x", 0, [0, 1], [0.3, -1.2])) is None
+    assert format_kind(pred("x", 0, [0, 1], None, error="OutOfMemoryError")) is None
 
 
 def test_format_table_counts_and_parser_agreement():
     ps = [pred("a", 0, [0, 1], "[[A]]"), pred("a", 1, [1, 0], "nothing"),
           pred("b", 0, [0, 1], "[[A]] [[B]]"), pred("b", 1, [1, 0], "[B]"),
           pred("c", 0, [0, 1], [1.0, 2.0]), pred("c", 1, [1, 0], None, error="boom")]
-    t = A.format_table(ps)
+    t = format_table(ps)
     assert t["n_lines"] == 4  # scores and run errors are not format lines
     assert t["counts"]["no_verdict"] == 1 and t["counts"]["wrong_pattern"] == 1
     assert t["counts"]["several_verdicts"] == 1 and t["several_but_accepted"] == 1
@@ -109,7 +119,7 @@ def position_fixture():
 
 
 def test_position_bias_known_answer():
-    pb = A.position_bias(position_fixture(), n_boot=200)
+    pb = position_bias(position_fixture(), n_boot=200)
     # parsed lines: 7, of which slot A: item1 x2, item2 pass0, item4 pass0 = 4
     assert pb["n_parsed_lines"] == 7
     assert pb["first_slot_rate"] == pytest.approx(4 / 7)
@@ -120,7 +130,7 @@ def test_position_bias_known_answer():
 
 
 def test_position_matrix():
-    m = A.position_matrix(position_fixture(), 2)
+    m = position_matrix(position_fixture(), 2)
     # rows: slot holding the best answer; columns: slot picked.
     # best in A (order[0]==0): item1 p0 -> A, item2 p0 -> A, item3 p1 -> B, item4 p0 -> A
     # best in B: item1 p1 -> A, item2 p1 -> B, item3 p0 -> B
@@ -142,22 +152,22 @@ SLOTS = ["It opened in 1921.", "It opened in 1958."]
     ("It opened in 1921 or 1958.", None, None, None),                               # no verdict at all
 ])
 def test_contradiction_rule(text, verdict, favours, contra):
-    c = A.contradiction(text, SLOTS)
+    c = contradiction(text, SLOTS)
     assert (c["verdict"], c["favours"], c["contradiction"]) == (verdict, favours, contra)
 
 
 def test_contradiction_letter_cues_without_responses():
-    assert A.contradiction("Answer B is better because it cites the text. [[A]]")["contradiction"] is True
-    assert A.contradiction("Answer A is better. [[A]]")["contradiction"] is False
+    assert contradiction("Answer B is better because it cites the text. [[A]]")["contradiction"] is True
+    assert contradiction("Answer A is better. [[A]]")["contradiction"] is False
 
 
-@pytest.mark.parametrize("split", list(A.LABELLED_SPLITS))
+@pytest.mark.parametrize("split", list(LABELLED_SPLITS))
 def test_labelled_sample_and_detector_eval(split):
-    sample = A.load_labelled(split=split)
-    with open(A.LABELLED_DIR / A.LABELLED_SPLITS[split][1], newline="") as f:
+    sample = load_labelled(split=split)
+    with open(LABELLED_DIR / LABELLED_SPLITS[split][1], newline="") as f:
         labels = list(csv.DictReader(f))
     assert len(sample) == len(labels) >= 20
-    ev = A.contradiction_eval(sample)
+    ev = contradiction_eval(sample)
     assert ev["positives"] == sum(r["contradiction"] == "yes" for r in labels)
     assert ev["tp"] + ev["fn"] == ev["positives"] and ev["tp"] + ev["fp"] + ev["fn"] + ev["tn"] == ev["n"]
     if ev["precision"] is not None:
@@ -168,7 +178,7 @@ def test_labelled_loader_names_bad_label(tmp_path):
     (tmp_path / "raw_outputs.jsonl").write_text(json.dumps({"sid": "s1", "raw": "x", "answer_a": "a", "answer_b": "b"}) + "\n")
     (tmp_path / "labels.csv").write_text("sid,verdict,favours,contradiction,note\ns1,A,A,maybe,\n")
     with pytest.raises(ValueError, match=r"labels.csv: line 2, sid 's1': field 'contradiction'"):
-        A.load_labelled(tmp_path)
+        load_labelled(tmp_path)
 
 
 # --- decline with length ---------------------------------------------------------------------------
@@ -179,7 +189,7 @@ def test_length_curve_slope_known():
         ps += [pred(f"a{i}", 0, [0, 1], "[[A]]", bucket="4k"), pred(f"a{i}", 1, [1, 0], "[[B]]", bucket="4k")]
         ps += [pred(f"b{i}", 0, [0, 1], "[[A]]", bucket="8k"), pred(f"b{i}", 1, [1, 0], "[[A]]", bucket="8k")]
         ps += [pred(f"c{i}", 0, [0, 1], "[[B]]", bucket="16k"), pred(f"c{i}", 1, [1, 0], "[[A]]", bucket="16k")]
-    lc = A.length_curve(ps, n_boot=200)
+    lc = length_curve(ps, n_boot=200)
     assert [b for b in lc["by_bucket"]] == ["4k", "8k", "16k"]
     assert [v["acc"] for v in lc["by_bucket"].values()] == [1.0, 0.5, 0.0]
     assert lc["slope_per_doubling"] == pytest.approx(-50.0)
@@ -188,7 +198,7 @@ def test_length_curve_slope_known():
 
 def test_length_curve_one_bucket_has_no_slope():
     ps = [pred("a", 0, [0, 1], "[[A]]"), pred("a", 1, [1, 0], "[[B]]")]
-    assert A.length_curve(ps, n_boot=0)["slope_per_doubling"] is None
+    assert length_curve(ps, n_boot=0)["slope_per_doubling"] is None
 
 
 # --- length bias -----------------------------------------------------------------------------------
@@ -197,24 +207,24 @@ def test_length_bias_prefers_longer():
     recs = [record(str(i), "Short right.", "A much longer and wordier answer that is wrong " * 3, "ctx " * 20)
             for i in range(3)]
     recs.append(record("3", "A much longer and wordier answer that is right " * 3, "Short wrong.", "ctx " * 20))
-    bench = A.bench_index(recs)
+    bench = bench_index(recs)
     ps = []
     for i in range(4):  # the judge always picks the slot holding the longer answer
         for k, order in enumerate(([0, 1], [1, 0])):
             longer_true = 1 if i < 3 else 0
             slot = order.index(longer_true)
             ps.append(pred(str(i), k, order, f"[[{'AB'[slot]}]]"))
-    lb = A.length_bias(ps, bench)
+    lb = length_bias(ps, bench)
     assert lb["n_worse"] == 6 and lb["picked_when_worse"] == 1.0 and lb["chance"] == 0.5
     assert lb["n_better"] == 2 and lb["picked_when_better"] == 1.0
     ps.append(pred("missing", 0, [0, 1], "[[A]]"))
-    assert A.length_bias(ps, bench)["missing_records"] == 1
+    assert length_bias(ps, bench)["missing_records"] == 1
 
 
 # --- outcomes --------------------------------------------------------------------------------------
 
 def test_outcomes_each_category():
-    bench = A.bench_index([record("c", SLOTS[0], SLOTS[1], "The museum opened in 1921.")])
+    bench = bench_index([record("c", SLOTS[0], SLOTS[1], "The museum opened in 1921.")])
     ps = [
         pred("ok", 0, [0, 1], "[[A]]"), pred("ok", 1, [1, 0], "[[B]]"),          # correct, correct
         pred("pb", 0, [0, 1], "[[A]]"), pred("pb", 1, [1, 0], "[[A]]"),          # position-bound x2
@@ -223,30 +233,30 @@ def test_outcomes_each_category():
         pred("c", 0, [0, 1], "The museum opened in 1921. [[B]]"),                # contradiction
         pred("r", 0, [2, 0, 1], "[[B>A>C]]", tasktype="BestOfN"),                # partial (1 of 3 slots)
     ]
-    assert A.outcomes(ps, bench) == ["correct", "correct", "position_bound", "position_bound", "format",
+    assert outcomes(ps, bench) == ["correct", "correct", "position_bound", "position_bound", "format",
                                      "wrong", "run_error", "contradiction", "partial"]
-    tab = A.outcome_table(ps, bench)
+    tab = outcome_table(ps, bench)
     assert tab["all"]["n"] == len(ps)
-    assert math.isclose(sum(tab["all"][o] for o in A.OUTCOMES), 1.0)
+    assert math.isclose(sum(tab["all"][o] for o in OUTCOMES), 1.0)
 
 
 # --- context ablation ------------------------------------------------------------------------------
 
 def test_ablate_records_remove_and_distractor():
     recs = [record(str(i), f"yes {i}", f"no {i}", f"Document {i} says the value is {i * 111}. " * 5) for i in range(3)]
-    gone = A.ablate_records(recs, "remove")
+    gone = ablate_records(recs, "remove")
     from longrm_utils.bench.schema import context_parts
     assert all(context_parts(r)[1] == "" for r in gone)
     assert all(context_parts(g)[0] == context_parts(r)[0] and context_parts(g)[2] == context_parts(r)[2]
                for g, r in zip(gone, recs))
-    dis = A.ablate_records(recs, "distractor", seed=0)
+    dis = ablate_records(recs, "distractor", seed=0)
     for d, r in zip(dis, recs):
         new, old = context_parts(d)[1], context_parts(r)[1]
         assert len(new) == len(old) and new != old
         assert f"value is {int(r['id']) * 111}" not in new
         assert d["chosen"] == r["chosen"] and d["rejected"] == r["rejected"]
     with pytest.raises(ValueError, match="at least 2 records"):
-        A.ablate_records(recs[:1], "distractor")
+        ablate_records(recs[:1], "distractor")
 
 
 def test_compare_verdicts_is_order_invariant():
@@ -254,7 +264,7 @@ def test_compare_verdicts_is_order_invariant():
     abl = [pred("1", 0, [1, 0], "[[B]]"),   # same answer picked, other display order
            pred("2", 0, [0, 1], "[[B]]"),   # changed its mind
            pred("3", 0, [0, 1], "[[A]]")]   # was unparsed
-    c = A.compare_verdicts(orig, abl)
+    c = compare_verdicts(orig, abl)
     assert c["n_parsed_both"] == 2 and c["unchanged_rate"] == 0.5 and c["parse_status_changed"] == 1
 
 
@@ -276,15 +286,15 @@ def test_run_ablation_all_kinds(tmp_path, judge, kind):
     recs = _context_bench()
     kw = {"max_new_tokens": 8} if kind == "generative" else {}
     run_judge(judge, kind=kind, bench=recs, out_dir=tmp_path / "orig", progress=False, n_boot=0, device="cpu", **kw)
-    orig = A.load_predictions(tmp_path / "orig" / "predictions.jsonl")
-    res = A.run_ablation(judge, kind=kind, records=recs, original=orig, out_dir=tmp_path / "abl", k=3,
+    orig = read_predictions(tmp_path / "orig" / "predictions.jsonl")
+    res = run_ablation(judge, kind=kind, records=recs, original=orig, out_dir=tmp_path / "abl", k=3,
                          device="cpu", **kw)
     assert len(res["items"]) == 3
     for mode in ("remove", "distractor"):
         assert res[mode]["n_lines"] == 6 and res[mode]["missing_in_original"] == 0
     if judge == "longer":      # ignores the context by construction
         assert res["remove"]["unchanged_rate"] == 1.0 and res["distractor"]["unchanged_rate"] == 1.0
-    if judge == "overlap":     # reads the context: without it both answers tie and the slot decides
+    if judge == "overlap":     # reads the context: without it both answers tie and the item's coin decides
         assert res["remove"]["unchanged_rate"] < 1.0 and res["distractor"]["unchanged_rate"] < 1.0
         assert res["remove"]["acc_with_context"] == 1.0 and res["remove"]["acc_ablated"] < 1.0
 
@@ -293,7 +303,7 @@ def test_run_ablation_all_kinds(tmp_path, judge, kind):
 
 def test_shorten_around_keeps_evidence_and_counts_cuts():
     text = "x" * 500 + "[[B]]" + "y" * 500
-    s = A.shorten_around(text, ["[[B]]"], width=20)
+    s = shorten_around(text, ["[[B]]"], width=20)
     assert "x" * 20 + "[[B]]" + "y" * 20 in s
     assert "…[480 chars]…" in s and len(s) < 100
 
@@ -319,10 +329,10 @@ def test_cli_writes_report(tmp_path):
         assert (tmp_path / "an" / "figures").exists() and f.endswith(".png")
 
 
-def test_load_predictions_names_missing_field(tmp_path):
+def test_read_predictions_names_missing_field(tmp_path):
     p = pred("1", 0, [0, 1], "[[A]]")
     del p["order"]
     f = tmp_path / "predictions.jsonl"
     f.write_text(json.dumps(p) + "\n")
-    with pytest.raises(ValueError, match=r"line 1 \(task='LongQA', id='1'\): missing field 'order'"):
-        A.load_predictions(f)
+    with pytest.raises(ValueError, match=r"line 1, record '1', field 'order': missing field"):
+        read_predictions(f)

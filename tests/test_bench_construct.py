@@ -1,33 +1,38 @@
-"""bench.construct: labels, margins, tiers, balance, cue guard, dedupe, splits, layouts, the CLI."""
+"""bench.build, candidates, cues, card, policy: labels, margins, tiers, balance, the cue guard and the
+one tie rule, dedupe, splits, layouts, the data card, the CLI."""
 import json
-import random
 
 import pytest
 
-from longrm_utils.bench import construct as C
+from longrm_utils import models
+from longrm_utils.bench import build as B
+from longrm_utils.bench import candidates as K
+from longrm_utils.bench import card, cues
+from longrm_utils.bench import generators as G
 from longrm_utils.bench import metrics as M
+from longrm_utils.bench import policy as P
 from longrm_utils.bench import schema
-from longrm_utils.bench import sources as S
+from longrm_utils.bench import text as T
 from longrm_utils.constants import (DATA_DIR, PAPER_BON_ITEMS_PER_SIZE, PAPER_PAIRWISE_ITEMS, PAPER_TASK_COUNTS,
                                     PAPER_TOTAL_ITEMS, TASKS)
 
 
 @pytest.fixture(scope="module")
 def count():
-    return S.counter_for("tiny")
+    return T.counter_for("tiny")
 
 
 @pytest.fixture(scope="module")
 def small(count):
-    cells = C.cell_layout(TASKS, ["4k"], 1, rotate_bon=False)
-    return C.build(cells, count, seed=1, namespace="t"), cells
+    cells = B.cell_layout(TASKS, ["4k"], 1, rotate_bon=False)
+    return B.build(cells, count, seed=1, namespace="t"), cells
 
 
 def test_every_cell_is_built_and_balanced(small):
     rep, cells = small
     assert len(rep.records) == rep.requested == 7 * 5
-    assert C.check_balance(rep.records, cells) == []
-    assert {C.fmt_of(r) for r in rep.records} == set(C.FORMATS)
+    assert B.check_balance(rep.records, cells) == []
+    assert {K.fmt_of(r) for r in rep.records} == set(K.FORMATS)
 
 
 def test_labels_margins_and_tiers(small):
@@ -35,7 +40,6 @@ def test_labels_margins_and_tiers(small):
     for r in rep.records:
         m = r["meta"]
         # stored scores are recomputed from the texts with the task metric
-        gold_by_style = {}
         for text, model, ratio, raw in zip(schema.answers(r), schema.answer_models(r), m["scores"], m["raw_scores"]):
             assert M.score(r["task"], text, m["reference"]) == pytest.approx(raw, abs=1e-4)
             assert 0 <= ratio <= 1
@@ -51,9 +55,9 @@ def test_labels_margins_and_tiers(small):
 
 def test_deterministic_and_seed_sensitive(count):
     cells = [("Math", "4k", "same", 1), ("ICL", "4k", "bon3", 1)]
-    a = C.build(cells, count, seed=5).records
-    b = C.build(cells, count, seed=5).records
-    c = C.build(cells, count, seed=6).records
+    a = B.build(cells, count, seed=5).records
+    b = B.build(cells, count, seed=5).records
+    c = B.build(cells, count, seed=6).records
     assert a == b and a != c
 
 
@@ -61,43 +65,101 @@ def test_bucket_lengths_counted_with_the_named_tokenizer(small, count):
     rep, _ = small
     for r in rep.records:
         assert r["meta"]["tokenizer"] == "tiny"
-        assert r["meta"]["context_tokens"] == C.target_tokens("4k") == count(schema.context_parts(r)[1].strip("\n"))
+        assert r["meta"]["context_tokens"] == B.target_tokens("4k") == count(schema.context_parts(r)[1].strip("\n"))
         assert r["length"] == count(schema.user_prompt(r))
 
 
-def test_cue_guard_keeps_heuristics_near_chance(small):
+def test_cue_guard_keeps_heuristics_near_chance(small, count):
     rep, _ = small
-    base = C.cue_baselines(rep.records)
-    assert C.cue_violations({k: {"PairWise": v["PairWise"]} for k, v in base.items()}) == [], base
-    # per task, on a set large enough to judge (the shipped training split: 24-28 pairs per task)
-    train = schema.read_jsonl(DATA_DIR / "mini" / "short_train.jsonl")
-    tb = C.cue_baselines(train)
-    assert C.cue_violations(tb, n=C.cue_counts(train)) == [], tb
+    base = cues.cue_baselines(rep.records)
+    assert cues.cue_violations({k: {"PairWise": v["PairWise"]} for k, v in base.items()}) == [], base
+    # per task, on a set large enough to judge (CUE_MIN_PAIRS pairs per task), built with the guard
+    cells = [(t, "4k", f, cues.CUE_MIN_PAIRS // 2) for t in ("LongQA", "Summ", "Cite") for f in ("same", "cross")]
+    pairs = B.build(cells, count, seed=1, namespace="guard").records
+    tb = cues.cue_baselines(pairs)
+    assert cues.cue_violations(tb, n=cues.cue_counts(pairs), mirror=True) == [], tb
     assert all(35 <= v <= 65 for row in tb.values() for v in row.values()), tb
     # the check itself fires on a leaky set: make every chosen answer the longer one
     leaky = [dict(r, chosen=r["chosen"] + " Indeed, this is thoroughly checked.") for r in rep.records
              if r["tasktype"] == "PairWise"]
-    assert C.cue_baselines(leaky)["longer"]["PairWise"] == 100.0
-    assert C.cue_violations(C.cue_baselines(leaky))
+    assert cues.cue_baselines(leaky)["longer"]["PairWise"] == 100.0
+    assert cues.cue_violations(cues.cue_baselines(leaky))
 
 
-def test_rank_match_chance_and_ties():
-    assert C.rank_match([3, 2, 1]) == 1.0
-    assert C.rank_match([1, 2, 3]) == pytest.approx(1 / 3)
-    assert C.rank_match([1, 1, 1, 1]) == pytest.approx(0.25)
-    assert C.rank_match([1, 1]) == 0.5
+@pytest.mark.parametrize("name", ["mini", "short", "short_train"])
+def test_shipped_sets_pass_the_cue_check(name):
+    recs = schema.read_jsonl(DATA_DIR / "mini" / f"{name}.jsonl")
+    assert cues.cue_violations(cues.cue_baselines(recs), n=cues.cue_counts(recs)) == []
+
+
+def test_expected_item_score_chance_and_ties():
+    assert cues.expected_item_score([3, 2, 1]) == 1.0
+    assert cues.expected_item_score([1, 2, 3]) == pytest.approx(1 / 3)
+    assert cues.expected_item_score([1, 1, 1, 1]) == pytest.approx(0.25)
+    assert cues.expected_item_score([1, 1]) == 0.5
+
+
+@pytest.mark.parametrize("scores", [[1, 1], [1, 1, 1, 1], [3, 1, 1], [1, 1, 3], [2, 2, 1, 1], [1, 2, 2, 3], [0.5, 0.9]])
+def test_expected_item_score_is_the_mean_over_the_tie_coin(scores):
+    n = 4000
+    mean = sum(cues.ranks_score(cues.rank_with_ties(scores, f"coin-{i}")) for i in range(n)) / n
+    assert mean == pytest.approx(cues.expected_item_score(scores), abs=0.03)
+
+
+def _tied_pair(i):
+    """A pair whose answers have the same length and the same overlap with the context: both heuristics tie."""
+    return {"id": f"tie-{i:03d}", "task": "LongQA", "tasktype": "PairWise", "chosen": "river north",
+            "rejected": "river south", "prompt_template": [{"role": "user", "content": "river north south"}],
+            "question": "q"}
+
+
+def test_a_tie_does_not_always_go_to_the_first_answer():
+    recs = [_tied_pair(i) for i in range(60)]
+    for kind in cues.CUE_KINDS:
+        assert len(set(cues.heuristic_scores(recs[0], kind))) == 1  # a tie indeed
+        won = [cues.heuristic_ranking(r, kind).index(0) for r in recs]  # which answer the heuristic puts first
+        assert set(won) == {0, 1}, kind
+        assert 0.3 <= sum(w == 0 for w in won) / len(won) <= 0.7, won
+        # the coin is seeded by the item: the same item always breaks its tie the same way
+        assert won == [cues.heuristic_ranking(r, kind).index(0) for r in recs]
+    # BestOfN: a four-way tie puts each answer first on some item, and scores chance on average
+    bon = [{"id": f"bon-{i}", "task": "Math", "tasktype": "BestOfN", "candidates": ["a1", "b2", "c3", "d4"]}
+           for i in range(80)]
+    assert {cues.heuristic_ranking(r, "longer").index(0) for r in bon} == {0, 1, 2, 3}
+    assert sum(cues.heuristic_item_score(r, "longer") for r in bon) / len(bon) == pytest.approx(0.25, abs=0.1)
+
+
+def test_card_guard_and_judged_heuristic_agree(small, tmp_path):
+    rep, _ = small
+    recs = rep.records
+    judged = {k: [cues.heuristic_item_score(r, k) for r in recs] for k in cues.CUE_KINDS}
+    # the build-time guard scored each answer set as the judged heuristic scores the finished record
+    for i, r in enumerate(recs):
+        guard = cues.cue_item_scores(schema.answers(r), schema.context_parts(r)[1], r["task"], r["id"])
+        for k in cues.CUE_KINDS:
+            assert guard[k][0] == judged[k][i], (r["id"], k)
+            assert guard[k][1] == cues.expected_item_score(cues.heuristic_scores(r, k))
+    # the data card's table is the mean of the judged per-item scores, per column
+    data = card.write_card(tmp_path / "DATA_CARD.md", {"t": recs}, {"t": rep.summary()}, {}, {})
+    table = data["sets"]["t"]["cue_baselines"]
+    assert json.loads((tmp_path / "card.json").read_text())["sets"]["t"]["cue_baselines"] == table
+    for k in cues.CUE_KINDS:
+        for col in ["ALL", "PairWise", "BestOfN", *TASKS]:
+            rows = [s for r, s in zip(recs, judged[k]) if col in ("ALL", r["tasktype"])
+                    or (col == r["task"] and r["tasktype"] == "PairWise")]
+            assert table[k][col] == round(100 * sum(rows) / len(rows), 1), (k, col)
 
 
 def test_dedupe_and_exclusion(count):
     cells = [("Code", "4k", "cross", 1)]
-    first = C.build(cells, count, seed=2)
-    again = C.build(cells, count, seed=2, exclude_keys={C.content_key(r) for r in first.records})
+    first = B.build(cells, count, seed=2)
+    again = B.build(cells, count, seed=2, exclude_keys={B.content_key(r) for r in first.records})
     # the same item is regenerated, recognised as a duplicate, and replaced by a retry with another index
     assert again.duplicates >= 1 and again.records and again.records[0]["id"] != first.records[0]["id"]
 
 
 def test_skips_are_counted_not_silent(count):
-    rep = C.build([("Summ", "4k", "same", 1)], count, seed=0, margin=1.01, retries=2)
+    rep = B.build([("Summ", "4k", "same", 1)], count, seed=0, margin=1.01, retries=2)
     assert rep.records == [] and len(rep.skips) == 3
     assert rep.summary()["skipped"] == 3
 
@@ -110,14 +172,14 @@ def test_shipped_short_sets_are_disjoint_and_sized():
     assert {r["subtype"] for r in short if r["tasktype"] == "BestOfN"} == {"2", "3", "4"}
     assert all(r["ctx_length_for_length"] == "short" and 256 <= r["meta"]["context_tokens"] <= 512 for r in short)
     assert len(train) >= 150 and all(r["tasktype"] == "PairWise" for r in train)
-    assert C.disjoint_report(short, train) == 0
+    assert B.disjoint_report(short, train) == 0
     assert {r["task"] for r in mini} == set(TASKS)
-    assert {C.fmt_of(r) for r in mini} == set(C.FORMATS)
+    assert {K.fmt_of(r) for r in mini} == set(K.FORMATS)
     assert {r["ctx_length_for_length"] for r in mini} >= {"4k", "8k"}
 
 
 def test_paper_layout_reproduces_the_paper_counts():
-    cells = C.paper_layout_cells()
+    cells = B.paper_layout_cells()
     assert sum(n for *_, n in cells) == PAPER_TOTAL_ITEMS
     for t, n in PAPER_TASK_COUNTS.items():
         assert sum(k for tt, _, _, k in cells if tt == t) == n
@@ -131,7 +193,7 @@ def test_paper_layout_reproduces_the_paper_counts():
 
 
 def test_cli_builds_a_mini_set_and_card(tmp_path):
-    rc = C.cli(["--out", str(tmp_path), "--buckets", "4k", "--no-short"])
+    rc = B.cli(["--out", str(tmp_path), "--buckets", "4k", "--no-short"])
     assert rc == 0
     recs = schema.read_jsonl(tmp_path / "mini.jsonl")
     assert len(recs) == 7 * 3
@@ -154,9 +216,7 @@ class _FakeLoaded:
 
 
 def test_policy_item_pairs_answers_by_metric(count, monkeypatch):
-    from longrm_utils import models
-
-    trip = S.generate("LongQA", 3000, count, seed=0, index=3, subtask="single-doc")
+    trip = G.generate("LongQA", 3000, count, seed=0, index=3, subtask="single-doc")
     s, e = trip.evidence_spans[0]
     evidence = trip.context[s:e]
 
@@ -167,28 +227,26 @@ def test_policy_item_pairs_answers_by_metric(count, monkeypatch):
 
     monkeypatch.setattr(models, "generate", fake_generate)
     pol = _FakeLoaded(trip, count.tokenizer)
-    cands = C.policy_candidates(pol, trip, seed=0)
+    cands = P.policy_candidates(pol, trip, seed=0)
     assert {c.perturbation for c in cands} >= {"full", "drop-clue-docs"}
     full = next(c for c in cands if c.perturbation == "full")
     dropped = next(c for c in cands if c.perturbation == "drop-clue-docs")
     assert full.ratio == 1.0 and dropped.ratio == 0.0
-    rec = C.policy_item(pol, trip, "same", count, rec_id="p-0", bucket="4k")
+    rec = P.policy_item(pol, trip, "same", count, rec_id="p-0", bucket="4k")
     assert rec["chosen_model"] == rec["rejected_model"] == "fake-policy" and rec["subtype"] == "same"
     assert rec["meta"]["scores"][0] - rec["meta"]["scores"][1] >= 0.4
 
 
 def test_policy_refuses_the_random_init_model(count):
-    from longrm_utils import models
-
     tiny = models.load("tiny", device="cpu")
-    trip = S.generate("Math", 2000, count, seed=0)
+    trip = G.generate("Math", 2000, count, seed=0)
     with pytest.raises(ValueError, match="random-init"):
-        C.policy_candidates(tiny, trip)
+        P.policy_candidates(tiny, trip)
 
 
 def test_hub_set_counts_contexts_too_short_for_a_bucket(count):
     pol = _FakeLoaded(None, count.tokenizer)
-    rep = C.build_hub_set({"longbench": str(DATA_DIR / "samples" / "longbench.jsonl")}, pol, count,
+    rep = P.build_hub_set({"longbench": str(DATA_DIR / "samples" / "longbench.jsonl")}, pol, count,
                           buckets=["4k", "8k"], limit=10)
     assert rep.records == []
     assert rep.requested == 4

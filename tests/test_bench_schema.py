@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from longrm_utils.io import InputError
+
 from longrm_utils.bench import schema
 from longrm_utils.constants import DATA_DIR, TASKS
 
@@ -72,11 +74,11 @@ def test_bon_errors(recs, mutate, field):
 
 def test_read_jsonl_reports_line_of_bad_json_and_duplicates(tmp_path, recs):
     p = tmp_path / "b.jsonl"
-    p.write_text(json.dumps(recs[0]) + "\n{oops\n")
-    with pytest.raises(schema.SchemaError, match=r"b.jsonl line 2"):
+    p.write_text(json.dumps(recs[0]) + "\n\n{oops\n")  # the blank line counts: line 3 is the bad one
+    with pytest.raises(InputError, match=r"b.jsonl line 3: not valid JSON"):
         schema.read_jsonl(p)
     p.write_text(json.dumps(recs[0]) + "\n" + json.dumps(recs[0]) + "\n")
-    with pytest.raises(schema.SchemaError, match="duplicate"):
+    with pytest.raises(InputError, match=r"b.jsonl line 2, record .*duplicate \(task, id\).*first seen on line 1"):
         schema.read_jsonl(p)
 
 

@@ -1,14 +1,14 @@
 """Best-of-N rejection sampling with a scalar RM (notebook 08, the paper's §6.2)."""
 import pytest
 
-from longrm_utils import env
+from longrm_utils import rundir
 from longrm_utils.bench import schema
 from longrm_utils.train import bon
 
 
 @pytest.fixture(scope="module")
 def records():
-    recs = schema.read_jsonl(env.find_artifact(None, "bench/short", verbose=False))
+    recs = schema.read_jsonl(rundir.find_artifact(None, "bench/short", verbose=False))
     return [r for r in recs if len(schema.answers(r)) >= 2][:4]
 
 

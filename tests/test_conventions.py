@@ -7,6 +7,7 @@ import yaml
 
 from longrm_utils import constants
 from longrm_utils.course import check_parameters, load_profile, notebook_parameters, profiles, ProfileError
+from longrm_utils.rundir import UnknownParameter
 
 NBS = sorted(constants.NOTEBOOK_DIR.glob("*.ipynb"))
 
@@ -33,6 +34,27 @@ def test_notebook_hygiene(path):
     assert md.lstrip().startswith("# "), "a notebook opens with a title"
     for heading in ("What you will learn", "Summary", "Exercises"):
         assert heading.lower() in md.lower(), f"{path.stem} lacks a {heading!r} section"
+
+
+@pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
+def test_notebooks_call_verbs(path):
+    """Logic lives in the package: no function defined in a notebook, no code cell over 15 lines
+    (the parameters cell excepted), and the first code cell after it opens the run directory."""
+    import ast
+
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    for i, c in enumerate(code):
+        src = "".join(c["source"])
+        if "parameters" in (c.get("metadata", {}).get("tags") or []):
+            continue
+        lines = src.strip().splitlines()
+        assert len(lines) <= 15, f"{path.stem} code cell {i} has {len(lines)} lines: move the logic into longrm_utils"
+        tree = ast.parse(src)
+        defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        assert not defs, f"{path.stem} code cell {i} defines {defs[0].name!r}: define it in longrm_utils"
+    first = "".join(code[1]["source"])
+    assert "RUN = rundir.run_dir(run_dir)" in first, f"{path.stem}: the first code cell opens the run directory"
 
 
 @pytest.mark.parametrize("path", NBS, ids=[p.stem for p in NBS])
@@ -84,7 +106,7 @@ def test_unknown_profile_lists_existing():
 
 def test_unknown_parameter_names_it_and_the_notebook():
     stem = NBS[0].stem
-    with pytest.raises(ProfileError, match=rf"{stem}.*bogus_param"):
+    with pytest.raises(UnknownParameter, match=rf"{stem}.*bogus_param"):
         check_parameters(stem, {"bogus_param": 1})
 
 

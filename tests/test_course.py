@@ -1,12 +1,11 @@
 """One execution of the whole CPU chain through the course runner, then assertions on its artifacts."""
 import json
 import math
-import os
 
 import pandas as pd
 import pytest
 
-from longrm_utils import constants, env
+from longrm_utils import constants, rundir
 from longrm_utils.course import run_course, select, smoke_parameters, load_profile, ProfileError
 
 PRESENT = [s for s in constants.NOTEBOOKS if (constants.NOTEBOOK_DIR / f"{s}.ipynb").exists()]
@@ -38,7 +37,7 @@ def test_chain_runs_and_summarises(cpu_run):
 @pytest.mark.slow
 def test_chain_artifacts(cpu_run):
     out, _ = cpu_run
-    idx = env.artifacts(out)
+    idx = rundir.artifacts(out)
     for name, path in idx.items():
         assert path.exists(), f"artifact {name} -> {path} is missing"
     judges = {k: v for k, v in idx.items() if k.startswith("judges/") and v.is_dir()}
@@ -60,7 +59,7 @@ def test_chain_artifacts(cpu_run):
 def test_chain_stage_artifacts(cpu_run):
     """Each stage left what the next one reads: benchmark, analysis report, trained models, leaderboard."""
     out, _ = cpu_run
-    idx = env.artifacts(out)
+    idx = rundir.artifacts(out)
     expect = {"01_build_long_rewardbench": ["bench/mini", "bench/short"],
               "03_failure_analysis": ["analysis"],
               "04_stage1_long_sft": ["models/stage1-tiny", "models/stage1-smollm2"],

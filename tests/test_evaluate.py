@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from longrm_utils import env, models
+from longrm_utils.io import InputError
+from longrm_utils import models, rundir
+from longrm_utils.analysis.inputs import saved_judges
 from longrm_utils.bench import schema
 from longrm_utils.constants import DATA_DIR
+from longrm_utils.contracts import item_score
+from longrm_utils.evaluate import judges as ej
+from longrm_utils.evaluate import plots as ep
+from longrm_utils.evaluate import tables as et
 from longrm_utils.judge import score
 
 SAMPLE = DATA_DIR / "samples" / "rewardbench.jsonl"
@@ -46,7 +52,7 @@ def test_from_rewardbench_sample():
 def test_from_rewardbench_errors_name_row_and_field():
     src = rows()
     bad = [dict(src[0]), {k: v for k, v in src[1].items() if k != "rejected"}]
-    with pytest.raises(schema.SchemaError, match=r"x\.jsonl line 2, id 102, field 'rejected': missing"):
+    with pytest.raises(schema.SchemaError, match=r"x\.jsonl line 2, record 102, field 'rejected': missing"):
         schema.from_rewardbench(bad, where="x.jsonl")
     with pytest.raises(schema.SchemaError, match="field 'rejected'.*3 answers"):
         schema.from_rewardbench([{**src[0], "rejected": ["a", "b", "c"]}])
@@ -67,9 +73,9 @@ def test_rewardbench_judged_end_to_end(tmp_path):
 
     recs = schema.from_rewardbench(rows())
     jrun.run_judge("longer", kind="heuristic", bench=recs, out_dir=tmp_path / "rb", progress=False, n_boot=50)
-    j = score.load_judge(tmp_path / "rb")
+    j = ej.load_judge(tmp_path / "rb")
     assert j["bench"] == "rewardbench"
-    sc = score.short_check_frame({"rb": j}, n_boot=50)
+    sc = et.short_check_frame({"rb": j}, n_boot=50)
     groups = dict(zip(sc["group"], sc["n items"]))
     assert groups == {"Chat": 2, "Chat Hard": 1, "Safety": 2, "Reasoning": 2, "Other": 1, "all": 8}
     allrow = sc[sc["group"] == "all"].iloc[0]
@@ -88,7 +94,7 @@ def line(task, id_, bucket, pass_, right, source="longrm-gen/x"):
     ranking = list(order) if right else order[::-1]
     return {"task": task, "id": id_, "tasktype": "PairWise", "subtype": "same", "ctx_length_for_length": bucket,
             "source": source, "pass": pass_, "order": order, "raw": "", "ranking": ranking, "parse_error": None,
-            "strict_error": None, "score": score.item_score(ranking, order), "truncated": False,
+            "strict_error": None, "score": item_score(ranking, order), "truncated": False,
             "prompt_tokens": 10, "error": None}
 
 
@@ -103,14 +109,14 @@ def make_judge(rd: Path, jid: str, right: dict, *, judge: str, kind: str, bench:
                                                              "bench": bench}}))
     score.score_file(d / "predictions.jsonl", n_boot=100)
     if register:
-        env.register_artifact(rd, f"judges/{jid}", d)
+        rundir.register_artifact(rd, f"judges/{jid}", d)
     return d
 
 
 def make_model(rd: Path, mid: str, **meta) -> Path:
     d = rd / "models" / mid
     models.write_meta(d, **meta)
-    env.register_artifact(rd, f"models/{mid}", d)
+    rundir.register_artifact(rd, f"models/{mid}", d)
     return d
 
 
@@ -137,18 +143,16 @@ def run(tmp_path):
     make_judge(rd, "smollm2-135m-rm-stage2-bt", {i: k < 7 for k, i in enumerate(ids)}, judge=str(bt), kind="scalar")
     # things the evaluation must skip or report: a CSV under judges/ and an unregistered judge folder
     (rd / "judges" / "baseline_table.csv").write_text("a,b\n1,2\n")
-    env.register_artifact(rd, "judges/baseline_table", rd / "judges" / "baseline_table.csv")
+    rundir.register_artifact(rd, "judges/baseline_table", rd / "judges" / "baseline_table.csv")
     make_judge(rd, "stage1-smollm2-base", {i: False for i in ids}, judge="smollm2-135m-instruct", kind="generative",
                register=False)
     return rd
 
 
 def load_run(rd):
-    from longrm_utils import analysis
-
-    folders = analysis.saved_judges(rd)
-    judges = {j: score.load_judge(f, j) for j, f in folders.items()}
-    metas = {k.split("/", 1)[1]: (v, models.read_meta(v)) for k, v in env.artifacts(rd).items()
+    folders = saved_judges(rd)
+    judges = {j: ej.load_judge(f, j) for j, f in folders.items()}
+    metas = {k.split("/", 1)[1]: (v, models.read_meta(v)) for k, v in rundir.artifacts(rd).items()
              if k.startswith("models/")}
     return judges, metas
 
@@ -157,7 +161,7 @@ def test_unlisted_and_bench(run):
     half = run / "judges" / "interrupted"
     half.mkdir()
     (half / "predictions.jsonl").write_text(json.dumps(line("LongQA", "q0", "short", 0, True)) + "\n")
-    skipped, unreg = score.unlisted_judges(env.artifacts(run), run / "judges")
+    skipped, unreg = ej.unlisted_judges(rundir.artifacts(run), run / "judges")
     assert list(skipped) == ["judges/baseline_table", "judges/interrupted (not registered)"]
     assert "not a judge folder" in skipped["judges/baseline_table"]
     assert "unfinished" in skipped["judges/interrupted (not registered)"]
@@ -167,25 +171,25 @@ def test_unlisted_and_bench(run):
     assert judges["tiny-generative"]["bench"] == "long"
     assert judges["stage2-smollm2"]["bench"] == "short"
     long_official = [line("LongQA", "1", "8k", 0, True, source="LongBench")]
-    assert score.judge_bench(long_official) == "official"
-    assert score.judge_bench([line("LongQA", "1", "8k", 0, True)], {"bench": "LCM-Lab/LongRewardBench"}) == "official"
-    assert score.judge_bench([line("LongQA", "1", "8k", 0, True), line("LongQA", "2", "short", 0, True)]) == "mixed"
+    assert ej.judge_bench(long_official) == "official"
+    assert ej.judge_bench([line("LongQA", "1", "8k", 0, True)], {"bench": "LCM-Lab/LongRewardBench"}) == "official"
+    assert ej.judge_bench([line("LongQA", "1", "8k", 0, True), line("LongQA", "2", "short", 0, True)]) == "mixed"
     both = [line("LongQA", "1", "8k", 0, True), line("LongQA", "2", "8k", 0, True, source="LongBench")]
-    assert score.judge_bench(both) == "long+official"
+    assert ej.judge_bench(both) == "long+official"
     with pytest.raises(ValueError):
-        score.judge_bench([])
+        ej.judge_bench([])
 
 
 def test_model_stage_from_meta():
-    assert score.model_stage({"stage": "stage1-sft", "method": "lora"}) == "sft"
-    assert score.model_stage({"method": "stage2-bt-lora"}) == "aligned"
-    assert score.model_stage({"method": "stage2-generative-full", "init": "x"}) == "aligned"
-    assert score.model_stage({"method": "lora"}) == "trained"
+    assert ej.model_stage({"stage": "stage1-sft", "method": "lora"}) == "sft"
+    assert ej.model_stage({"method": "stage2-bt-lora"}) == "aligned"
+    assert ej.model_stage({"method": "stage2-generative-full", "init": "x"}) == "aligned"
+    assert ej.model_stage({"method": "lora"}) == "trained"
 
 
 def test_roles_lineages_and_tables(run):
     judges, metas = load_run(run)
-    roles = score.judge_roles(judges, metas)
+    roles = ej.judge_roles(judges, metas)
     assert roles["heuristic-random-short"]["stage"] == "heuristic"
     assert roles["smollm2-135m-rm-scalar-short"] == {"kind": "scalar", "stage": "base", "model": "smollm2-135m-rm",
                                                      "base": "smollm2-135m-rm", "notebook": "02_baseline_judging",
@@ -195,13 +199,13 @@ def test_roles_lineages_and_tables(run):
     # the scalar judge names its model by folder path, not by id
     assert roles["smollm2-135m-rm-stage2-bt"]["model"] == "smollm2-135m-rm-stage2-bt"
     assert roles["smollm2-135m-rm-stage2-bt"]["notebook"] == "06_stage2_align_scalar_rm"
-    assert all(c["status"] == "ok" for c in score.coverage(roles, judges))
+    assert all(c["status"] == "ok" for c in et.coverage(roles, judges))
     # notebook 04's own judging of the base (unregistered '<model>-base') is attributed to notebook 04
-    extra = score.load_judge(run / "judges" / "stage1-smollm2-base")
-    r = score.judge_roles({**judges, "stage1-smollm2-base": extra}, metas)["stage1-smollm2-base"]
+    extra = ej.load_judge(run / "judges" / "stage1-smollm2-base")
+    r = ej.judge_roles({**judges, "stage1-smollm2-base": extra}, metas)["stage1-smollm2-base"]
     assert (r["stage"], r["model"], r["notebook"]) == ("base", "smollm2-135m-instruct", "04_stage1_long_sft")
 
-    lins = {lin["kind"]: lin for lin in score.discover_lineages(judges, roles, metas)}
+    lins = {lin["kind"]: lin for lin in ej.discover_lineages(judges, roles, metas)}
     assert set(lins) == {"generative", "scalar"}
     g = lins["generative"]
     assert g["models"] == ["stage1-smollm2", "stage2-smollm2"]
@@ -210,7 +214,7 @@ def test_roles_lineages_and_tables(run):
     assert lins["scalar"]["stages"] == {"base": "smollm2-135m-rm-scalar-short", "sft": None,
                                         "aligned": "smollm2-135m-rm-stage2-bt"}
 
-    t = score.lineage_table(list(lins.values()), judges, n_boot=100)
+    t = et.lineage_table(list(lins.values()), judges, n_boot=100)
     gen = t[t["lineage"] == g["name"]].set_index("stage")
     # common items of the generative lineage: q0..q5 (the base judged only those)
     assert (gen["n common"] == 6).all()
@@ -222,44 +226,44 @@ def test_roles_lineages_and_tables(run):
     sc = t[t["lineage"] == lins["scalar"]["name"]].set_index("stage")
     assert math.isnan(sc.loc["After SFT", "AVG."]) and sc.loc["After alignment", "AVG."] == pytest.approx(100 * 7 / 8)
 
-    wide = score.table1_view(t)
-    ref = score.reference_table("headline")
+    wide = et.table1_view(t)
+    ref = et.reference_table("headline")
     q = wide[(wide["source"] == "paper Table 1") & (wide["model"] == "Qwen3-8B")].iloc[0]
     want = ref[(ref["model"] == "Qwen3-8B") & (ref["stage"] == "aligned")]["AVG."].iloc[0]
     assert q["After alignment"] == pytest.approx(want)
     ours = wide[wide["model"] == g["name"]].iloc[0]
     assert ours["After SFT"] == pytest.approx(100 * 5 / 6, abs=1e-3) and ours["source"] == "this run"
 
-    by_hand = score.explicit_lineages([{"stages": {"base": "smollm2-135m-instruct-generative-short",
+    by_hand = ej.explicit_lineages([{"stages": {"base": "smollm2-135m-instruct-generative-short",
                                                    "aligned": "stage2-smollm2"}}], judges, roles)
     assert by_hand[0]["bench"] == "short" and by_hand[0]["kind"] == "generative"
     assert by_hand[0]["base_model"] == "smollm2-135m-instruct" and by_hand[0]["models"] == ["stage2-smollm2"]
     with pytest.raises(ValueError, match="'stages'"):
-        score.explicit_lineages([{"stages": {"final": "stage2-smollm2"}}], judges, roles)
+        ej.explicit_lineages([{"stages": {"final": "stage2-smollm2"}}], judges, roles)
     with pytest.raises(KeyError, match="nope"):
-        score.explicit_lineages([{"stages": {"aligned": "nope"}}], judges, roles)
+        ej.explicit_lineages([{"stages": {"aligned": "nope"}}], judges, roles)
     unjudged = {"name": "x", "stages": {"base": None, "sft": None, "aligned": None}}
-    assert score.lineage_table([unjudged], judges).empty
-    empty = score.lineage_table([], judges)
+    assert et.lineage_table([unjudged], judges).empty
+    empty = et.lineage_table([], judges)
     assert empty.empty and "AVG." in empty.columns  # a run without trained models still has the columns
     # an explicit lineage naming a judge the run does not hold is an error naming it
     with pytest.raises(KeyError, match="nope"):
-        score.lineage_table([{"name": "x", "stages": {"base": "nope"}}], judges)
+        et.lineage_table([{"name": "x", "stages": {"base": "nope"}}], judges)
 
 
 def test_leaderboard_and_markdown(run):
     judges, metas = load_run(run)
-    roles = score.judge_roles(judges, metas)
-    board = score.leaderboard(judges, roles, n_boot=100)
-    assert set(board["benchmark"]) == {score.BENCH_LABELS["short"], score.BENCH_LABELS["long"]}
-    short = board[board["benchmark"] == score.BENCH_LABELS["short"]].set_index("judge")
+    roles = ej.judge_roles(judges, metas)
+    board = et.leaderboard(judges, roles, n_boot=100)
+    assert set(board["benchmark"]) == {ej.BENCH_LABELS["short"], ej.BENCH_LABELS["long"]}
+    short = board[board["benchmark"] == ej.BENCH_LABELS["short"]].set_index("judge")
     assert (short["n common"] == 6).all()   # the base generative judge saw 6 of the 8 items
     assert short.loc["stage2-smollm2", "AVG. (common)"] == pytest.approx(100.0)
     assert short.loc["stage2-smollm2", "AVG."] == pytest.approx(75.0)
     # sorted best first within a benchmark
     vals = short["AVG."].tolist()
     assert vals == sorted(vals, reverse=True) and short.index[0] == "smollm2-135m-rm-stage2-bt"
-    md = score.leaderboard_markdown(board)
+    md = et.leaderboard_markdown(board)
     assert md.count("\n## ") == 2 and "nan" not in md.lower()
     assert "All 6 judges share 6 items." in md
     assert "| stage2-smollm2 | generative | aligned | 8 | 75.0 |" in md
@@ -269,21 +273,21 @@ def test_markdown_table_cells():
     import pandas as pd
 
     df = pd.DataFrame({"a": ["x|y", "z"], "b": [1.234, float("nan")], "c": [None, 2]})
-    md = score.markdown_table(df)
+    md = et.markdown_table(df)
     assert md.splitlines()[0] == "| a | b | c |"
     assert md.splitlines()[2] == "| x\\|y | 1.2 |  |"
     assert md.splitlines()[3] == "| z |  | 2.0 |"   # a float column stays float; NaN is empty
     ints = pd.DataFrame({"n": pd.array([3, None], dtype="Int64"), "v": [1.0, 2.0]})
-    assert score.markdown_table(ints, digits=2).splitlines()[2:] == ["| 3 | 1.00 |", "|  | 2.00 |"]
+    assert et.markdown_table(ints, digits=2).splitlines()[2:] == ["| 3 | 1.00 |", "|  | 2.00 |"]
 
 
 def test_group_frame_and_plot(run, tmp_path):
     judges, _ = load_run(run)
-    fr = score.group_frame({k: judges[k] for k in ("stage1-smollm2", "stage2-smollm2")}, "by_task")
+    fr = et.group_frame({k: judges[k] for k in ("stage1-smollm2", "stage2-smollm2")}, "by_task")
     r = fr.set_index("judge").loc["stage1-smollm2"]
     assert r["group"] == "LongQA" and r["n items"] == 8 and r["value"] == pytest.approx(62.5)
     assert r["lo"] <= r["value"] <= r["hi"]
-    p = score.plot_group_bars(fr, tmp_path / "f.png", title="t", chance=50)
+    p = ep.plot_group_bars(fr, tmp_path / "f.png", title="t", chance=50)
     assert p.exists() and p.stat().st_size > 1000
 
 
@@ -291,13 +295,13 @@ def test_paper_comparison(run):
     judges, metas = load_run(run)
     d = run / "judges" / "longreward-qwen3-8b-generative-eval"
     make_judge(run, d.name, {"q0": True, "q1": False}, judge="longreward-qwen3-8b", kind="generative", bucket="8k")
-    judges[d.name] = score.load_judge(d)
-    roles = score.judge_roles(judges, metas)
+    judges[d.name] = ej.load_judge(d)
+    roles = ej.judge_roles(judges, metas)
     assert roles[d.name]["stage"] == "aligned" and roles[d.name]["released"]
-    pc = score.paper_comparison(judges, roles).set_index("judge")
+    pc = et.paper_comparison(judges, roles).set_index("judge")
     assert list(pc.index) == [d.name]
     assert pc.loc[d.name, "AVG. (this run)"] == pytest.approx(50.0)
-    ref = score.reference_table("headline")
+    ref = et.reference_table("headline")
     assert pc.loc[d.name, "AVG. (paper, 1,900 items)"] == pytest.approx(
         ref[(ref["model"] == "Qwen3-8B") & (ref["stage"] == "aligned")]["AVG."].iloc[0])
 
@@ -306,7 +310,7 @@ def test_load_rewardbench_local_and_offline(tmp_path, monkeypatch):
     assert schema.load_rewardbench(SAMPLE) == schema.from_rewardbench(rows(), where=str(SAMPLE))
     bad = tmp_path / "bad.jsonl"
     bad.write_text(SAMPLE.read_text().splitlines()[0] + "\n{not json\n")
-    with pytest.raises(schema.SchemaError, match=r"bad\.jsonl line 2.*not valid JSON"):
+    with pytest.raises(InputError, match=r"bad\.jsonl line 2.*not valid JSON"):
         schema.load_rewardbench(bad)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
@@ -321,8 +325,8 @@ def test_lineage_without_init_and_unjudged_model(run):
     # a trained model that nobody judged yields a lineage without judges, and a note
     metas["stage1-other"] = (run / "models" / "stage1-other", {"base": "tiny", "kind": "generative",
                                                                 "stage": "stage1-sft"})
-    roles = score.judge_roles(judges, metas)
-    lins = score.discover_lineages(judges, roles, metas)
+    roles = ej.judge_roles(judges, metas)
+    lins = ej.discover_lineages(judges, roles, metas)
     gen = next(lin for lin in lins if lin["stages"]["aligned"] == "stage2-smollm2")
     assert gen["stages"]["sft"] == "stage1-smollm2"
     assert any("no 'init'" in n and "stage1-smollm2" in n for n in gen["notes"])

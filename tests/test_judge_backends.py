@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from longrm_utils import models
+from longrm_utils.bench import cues
 from longrm_utils.judge import backends, prompts, toy_records
-from longrm_utils.judge.run import display_orders, item_view
+from longrm_utils.bench.schema import display_orders
+from longrm_utils.judge.run import item_view
 
 TOL = dict(rel=backends.SHARED_PREFIX_RTOL, abs=backends.SHARED_PREFIX_ATOL)
 
@@ -63,7 +65,7 @@ def test_shared_prefix_equals_full_smollm2():
         pytest.skip("SmolLM2 not installed (python -m longrm_utils setup)")
     rm = models.load("smollm2-135m-rm", device="cpu")
     tok = rm.tokenizer
-    assert tok.pad_token != "<|im_end|>"  # the stack-notes pitfall
+    assert tok.pad_token != "<|im_end|>"  # pad = end of turn would make the head skip the last token
     rec = toy_records(0, 3, context_words=150)[2]  # BoN-4
     seqs = candidate_seqs(rm, rec)
     assert seqs[0][-2] == tok.convert_tokens_to_ids("<|im_end|>")  # the turn end is scored, not skipped
@@ -105,12 +107,26 @@ def test_heuristics():
     longer = backends.HeuristicJudge("longer").judge_item(item, [[0, 1], [1, 0]])
     # the rejected toy answer is longer, so 'longer' ranks it first in both orders
     assert longer[0].ranking == [1, 0] and longer[1].ranking == [0, 1]
-    assert backends.overlap_score("river station xyzzy", "the river and the station") == pytest.approx(2 / 3)
+    assert cues.overlap_score("river station xyzzy", "the river and the station") == pytest.approx(2 / 3)
     r1 = backends.HeuristicJudge("random", seed=1).judge_item(item, [[0, 1]])
     r2 = backends.HeuristicJudge("random", seed=1).judge_item(item, [[0, 1]])
     assert r1[0].ranking == r2[0].ranking
     with pytest.raises(ValueError):
         backends.HeuristicJudge("shortest")
+
+
+def test_heuristic_ties_follow_the_answer_not_the_slot():
+    """A tie is broken by the item's coin, per answer: the same answer wins in both display orders,
+    and over many tied items slot A wins about half the time (never always)."""
+    first_slot = 0
+    for i, rec in enumerate(toy_records(40, 0)):
+        rec = dict(rec, rejected=rec["chosen"][::-1], id=f"tie-{i}")  # same length: 'longer' ties
+        res = backends.HeuristicJudge("longer").judge_item(item_view(rec), [[0, 1], [1, 0]])
+        assert res[0].tie and res[1].tie
+        assert res[0].ranking == res[1].ranking[::-1]  # the same answer wins in both orders
+        first_slot += res[0].ranking[0] == 0
+        assert res[0].ranking == [cues.heuristic_ranking(rec, "longer")[o] for o in (0, 1)]
+    assert 10 <= first_slot <= 30
 
 
 def test_lcp():

@@ -12,7 +12,8 @@ import pytest
 from longrm_utils.bench import schema
 from longrm_utils.constants import RESULT_COLUMNS
 from longrm_utils.judge import backends, run, toy_records
-from longrm_utils.judge.run import PRED_FIELDS, run_judge
+from longrm_utils.contracts import BENCH_COPY, PRED_FIELDS
+from longrm_utils.judge.run import run_judge
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -182,12 +183,12 @@ def test_changed_benchmark_content_is_not_resumed(bench, tmp_path):
 
 def test_records_judged_in_memory_are_kept_beside_the_predictions(bench, tmp_path):
     """A judge folder made from an in-memory subset is self-contained: analysis finds its records."""
-    from longrm_utils import analysis
+    from longrm_utils.analysis import inputs as analysis
 
     recs = schema.read_jsonl(bench)[1:3]
     out = tmp_path / "j"
     run_judge("longer", kind="heuristic", bench=recs, out_dir=out)
     assert [(r["task"], r["id"]) for r in analysis.bench_of(out)] == [(r["task"], r["id"]) for r in recs]
     run_judge("longer", kind="heuristic", bench=bench, out_dir=tmp_path / "k")
-    assert not (tmp_path / "k" / run.BENCH_COPY).exists()
+    assert not (tmp_path / "k" / BENCH_COPY).exists()
     assert len(analysis.bench_of(tmp_path / "k")) == len(schema.read_jsonl(bench))

@@ -5,28 +5,30 @@ import math
 import pytest
 
 from longrm_utils.constants import RESULT_COLUMNS
+from longrm_utils.contracts import item_score, top1_correct
 from longrm_utils.judge import score
+from longrm_utils.stats import bootstrap_ci
 
 
 def line(task, id_, tasktype, subtype, bucket, pass_, order, ranking, **kw):
     p = {"task": task, "id": id_, "tasktype": tasktype, "subtype": subtype, "ctx_length_for_length": bucket,
          "source": "s", "pass": pass_, "order": order, "raw": "", "ranking": ranking,
          "parse_error": None if ranking is not None else "no_verdict", "strict_error": None,
-         "score": score.item_score(ranking, order), "truncated": False, "prompt_tokens": 10, "error": None}
+         "score": item_score(ranking, order), "truncated": False, "prompt_tokens": 10, "error": None}
     p.update(kw)
     return p
 
 
 def test_item_score():
-    assert score.item_score([0, 1], [0, 1]) == 1.0
-    assert score.item_score([0, 1], [1, 0]) == 0.0
+    assert item_score([0, 1], [0, 1]) == 1.0
+    assert item_score([0, 1], [1, 0]) == 0.0
     # BoN-3: slots show true ranks [2, 0, 1]; predicted [2, 1, 0] matches slot 0 only -> 1/3
-    assert score.item_score([2, 1, 0], [2, 0, 1]) == pytest.approx(1 / 3)
+    assert item_score([2, 1, 0], [2, 0, 1]) == pytest.approx(1 / 3)
     # BoN-4: two of four slots right
-    assert score.item_score([0, 1, 3, 2], [0, 1, 2, 3]) == 0.5
-    assert score.item_score(None, [0, 1]) == 0.0
-    assert score.item_score([0], [0, 1]) == 0.0
-    assert score.top1_correct([1, 0, 2], [2, 0, 1]) and not score.top1_correct([0, 1, 2], [2, 0, 1])
+    assert item_score([0, 1, 3, 2], [0, 1, 2, 3]) == 0.5
+    assert item_score(None, [0, 1]) == 0.0
+    assert item_score([0], [0, 1]) == 0.0
+    assert top1_correct([1, 0, 2], [2, 0, 1]) and not top1_correct([0, 1, 2], [2, 0, 1])
 
 
 @pytest.fixture
@@ -93,10 +95,10 @@ def test_extended_by_hand(preds):
 
 def test_bootstrap_resamples_items_and_is_seeded():
     v = [1.0] * 30 + [0.0] * 30
-    a, b = score.bootstrap_ci(v), score.bootstrap_ci(v)
+    a, b = bootstrap_ci(v), bootstrap_ci(v)
     assert a == b and a[0] < 0.5 < a[1] and a[1] - a[0] > 0.1
-    assert score.bootstrap_ci([1.0] * 10) == [1.0, 1.0]
-    assert score.bootstrap_ci([]) is None
+    assert bootstrap_ci([1.0] * 10) == [1.0, 1.0]
+    assert bootstrap_ci([]) is None
 
 
 def test_errors_counted_separately(preds):
@@ -114,7 +116,7 @@ def test_duplicates_and_missing_fields_are_errors(preds):
         score.score_predictions(preds + [preds[0]])
     bad = dict(preds[0])
     del bad["order"]
-    with pytest.raises(ValueError, match="missing field 'order'"):
+    with pytest.raises(ValueError, match="field 'order': missing field"):
         score.score_predictions([bad])
 
 

@@ -5,7 +5,9 @@ import sys
 import pytest
 
 from longrm_utils import models
+from longrm_utils.judge.vllm import vllm_args
 from longrm_utils.train import memory as M
+from longrm_utils.train import memory_measure
 
 TOLERANCE = 0.15
 """Stated tolerance: prediction within 15% of the measured step peak (sdpa, >= 2k tokens, tiny model)."""
@@ -105,7 +107,7 @@ def test_cli_json(capsys):
 @pytest.mark.parametrize("kw", [dict(kind="generative"), dict(kind="scalar", grad_ckpt=True)],
                          ids=["sft-full", "rm-ckpt"])
 def test_prediction_matches_measured_cpu_peak(tiny_shape, kw):
-    rows = M.validate("tiny", (2048, 8192), shape=tiny_shape, **kw)
+    rows = memory_measure.validate("tiny", (2048, 8192), shape=tiny_shape, **kw)
     for r in rows:
         assert abs(r["ratio"] - 1) <= TOLERANCE, r
     # Measured memory grows linearly with length (sdpa keeps O(seq) state): 4x tokens -> ~4x bytes.
@@ -114,12 +116,12 @@ def test_prediction_matches_measured_cpu_peak(tiny_shape, kw):
 
 
 def test_vllm_args_turn_on_yarn_beyond_the_native_window():
-    short = M.vllm_args("qwen3-8b", max_context=16384)
+    short = vllm_args("qwen3-8b", max_context=16384)
     assert "hf_overrides" not in short and short["enable_prefix_caching"]
-    long = M.vllm_args("qwen3-8b", max_context=131072 - 2048, tensor_parallel_size=2)
+    long = vllm_args("qwen3-8b", max_context=131072 - 2048, tensor_parallel_size=2)
     assert long["hf_overrides"]["rope_scaling"]["rope_type"] == "yarn"
     assert long["hf_overrides"]["rope_scaling"]["factor"] == pytest.approx(4.0)
     assert long["max_model_len"] == 131072 and long["tensor_parallel_size"] == 2
-    assert "hf_overrides" not in M.vllm_args("llama-3.1-8b-instruct", max_context=120000)  # natively 128k
+    assert "hf_overrides" not in vllm_args("llama-3.1-8b-instruct", max_context=120000)  # natively 128k
     with pytest.raises(ValueError, match="exceeds"):
-        M.vllm_args("qwen3-8b", max_context=262144)
+        vllm_args("qwen3-8b", max_context=262144)

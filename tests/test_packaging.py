@@ -1,6 +1,5 @@
 """The one dependency list (pyproject) and the conda route stay in step; the two README commands exist."""
 import re
-import sys
 import tomllib
 
 import yaml

@@ -11,8 +11,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from longrm_utils import models  # noqa: E402
 from longrm_utils.bench import schema  # noqa: E402
 from longrm_utils.constants import DATA_DIR  # noqa: E402
+from longrm_utils.io import InputError  # noqa: E402
 from longrm_utils.judge import parse  # noqa: E402
-from longrm_utils.train import synth  # noqa: E402
+from longrm_utils.train import evidence, official, stage1_data, teachers  # noqa: E402
 
 MINI = DATA_DIR / "mini"
 pytestmark = pytest.mark.skipif(not (MINI / "short_train.jsonl").exists(), reason="data/mini not built yet")
@@ -31,8 +32,8 @@ def train():
 @pytest.fixture(scope="module")
 def synthesised(tok, train):
     recs = train[:4]
-    return recs, synth.synthesize_stage1(recs, tok, target_tokens=[1024, 2048], teacher=synth.RuleTeacher(tok, 64),
-                                         pool_records=train, seed=0)
+    return recs, stage1_data.synthesize_stage1(recs, tok, target_tokens=[1024, 2048],
+                                               teacher=teachers.RuleTeacher(tok, 64), pool_records=train, seed=0)
 
 
 def test_contexts_are_exact_to_the_token(tok, synthesised):
@@ -41,7 +42,7 @@ def test_contexts_are_exact_to_the_token(tok, synthesised):
     for n, s in enumerate(done):
         _, ctx, _ = schema.context_parts(s.long_record)
         assert ctx == s.long_context
-        assert synth.n_tokens(tok, ctx) == [1024, 2048][n % 2]
+        assert evidence.n_tokens(tok, ctx) == [1024, 2048][n % 2]
         schema.validate_record(s.long_record)  # still a valid benchmark record
 
 
@@ -54,7 +55,7 @@ def test_critical_chunks_intact_in_order_and_where_recorded(synthesised):
         assert [s.long_context[a:b] for a, b in spans] == crit
         assert [a for a, _ in spans] == sorted(a for a, _ in spans)
         # the short focused context is exactly the critical chunks; the golden answer's values are in it
-        assert s.short_context == synth.CHUNK_SEP.join(crit)
+        assert s.short_context == evidence.CHUNK_SEP.join(crit)
         for slot in s.record["meta"]["golden_slots"]:
             if s.record["task"] == "LongQA":
                 assert slot in s.short_context
@@ -73,24 +74,24 @@ def test_both_orders_balanced_and_verdicts_right(synthesised):
 
 def test_judgements_fit_the_cpu_generation_cap(tok, synthesised):
     _, (examples, _, _) = synthesised
-    assert max(synth.n_tokens(tok, e["completion"][0]["content"]) for e in examples) < 64
+    assert max(evidence.n_tokens(tok, e["completion"][0]["content"]) for e in examples) < 64
 
 
 def test_pointwise_and_ranking_formats(tok, train):
-    f = synth.Focus("x", "LongQA", "q?", "Paris is the capital.", ["The capital is Paris. It is big."],
-                    ["Paris.", "Lyon.", "Nice."], [1, 0, 2], [0.5, 1.0, 0.1])
-    r = synth.rule_judgement(f, "ranking")
+    f = teachers.Focus("x", "LongQA", "q?", "Paris is the capital.", ["The capital is Paris. It is big."],
+                       ["Paris.", "Lyon.", "Nice."], [1, 0, 2], [0.5, 1.0, 0.1])
+    r = teachers.rule_judgement(f, "ranking")
     assert parse.parse_ranking(r, 3).ranking == [1, 0, 2]
-    pw = synth.rule_judgement(f, "pointwise", slot=1)
+    pw = teachers.rule_judgement(f, "pointwise", slot=1)
     assert pw.startswith("[Analysis]") and parse.parse_score(pw) == (10.0, None)
-    assert parse.parse_score(synth.rule_judgement(f, "pointwise", slot=2))[0] == 1.0
+    assert parse.parse_score(teachers.rule_judgement(f, "pointwise", slot=2))[0] == 1.0
 
 
 def test_skips_are_counted_not_silent(tok, train):
     bad = copy.deepcopy(train[0])
     del bad["meta"]["golden"]
     too_long = train[1]
-    ex, rep, done = synth.synthesize_stage1([bad, too_long], tok, target_tokens=40, pool_records=train)
+    ex, rep, done = stage1_data.synthesize_stage1([bad, too_long], tok, target_tokens=40, pool_records=train)
     assert ex == [] and sum(rep.skipped.values()) == 2
     assert rep.skipped == {"no_golden_answer": 1, "critical_longer_than_target": 1}
 
@@ -99,9 +100,9 @@ def test_retrieval_finds_the_labelled_evidence(train):
     hits = total = 0
     for rec in [r for r in train if r["task"] == "LongQA"][:10]:
         _, ctx, _ = schema.context_parts(rec)
-        chunks = synth.split_chunks(ctx)
-        labelled, how = synth.item_critical(rec, chunks, rec["question"], synth.item_golden(rec))
-        got = synth.retrieve_critical(chunks, rec["question"], synth.item_golden(rec), k=len(labelled))
+        chunks = evidence.split_chunks(ctx)
+        labelled, how = evidence.item_critical(rec, chunks, rec["question"], evidence.item_golden(rec))
+        got = evidence.retrieve_critical(chunks, rec["question"], evidence.item_golden(rec), k=len(labelled))
         hits += len(set(got) & set(labelled))
         total += len(labelled)
     assert hits / total >= 0.8
@@ -110,49 +111,54 @@ def test_retrieval_finds_the_labelled_evidence(train):
 def test_no_leakage_into_any_evaluation_set_and_the_check_can_fail(synthesised):
     recs, (examples, _, _) = synthesised
     evals = {"mini": schema.read_jsonl(MINI / "mini.jsonl"), "short": schema.read_jsonl(MINI / "short.jsonl")}
-    texts = [synth.example_content(e) for e in examples]
-    rep = synth.leakage_report(texts, evals)
+    texts = [stage1_data.example_content(e) for e in examples]
+    rep = stage1_data.leakage_report(texts, evals)
     assert all(s["leaked"] == 0 for s in rep["sets"].values()), rep
     # positive control: an evaluation item that slipped into the training data (its prompt and the
     # answers, as a judge prompt would hold them) is caught, and only that one
     victim = evals["short"][5]
     leaked = schema.user_prompt(victim) + "\n" + "\n".join(schema.answers(victim))
-    bad = synth.leakage_report(texts + [leaked], evals)
+    bad = stage1_data.leakage_report(texts + [leaked], evals)
     assert bad["sets"]["short"]["leaked_ids"] == [f"{victim['task']}:{victim['id']}"]
     assert bad["sets"]["mini"]["leaked"] == 0
 
 
 def test_official_sft_layout_import(tmp_path, tok):
-    from datasets import Dataset
+    """The release's layout (LCM-Lab/LongRM datas/SFT_Data_Sampled20): prompt in chat_template
+    (system + user), judgement in golden, splits train/eval/test; more in test_official_import.py."""
+    from datasets import Dataset, DatasetDict
 
-    good = {"chat_template": [{"role": "user", "content": "Judge this."}, {"role": "assistant", "content": "[Analysis] ok [Score: 7]"}],
-            "golden": "g", "ctx_length": 8000, "language": "en", "hop": 1, "perspective": "helpfulness"}
-    no_asst = dict(good, chat_template=[{"role": "user", "content": "Judge this."}])
-    long = dict(good, chat_template=[{"role": "user", "content": "word " * 3000}, good["chat_template"][1]])
+    prompt = [{"role": "system", "content": "You are a judge."}, {"role": "user", "content": "Judge this."}]
+    good = {"chat_template": prompt, "golden": "[Analysis] ok [Score: 7]", "ctx_length": "8k", "language": "en",
+            "hop": 1, "org_pos": "0", "perspective": "helpfulness"}
+    long = dict(good, chat_template=[prompt[0], {"role": "user", "content": "word " * 3000}])
     missing = dict(good, golden=None)
-    Dataset.from_list([good, no_asst, long, missing, good]).save_to_disk(str(tmp_path / "sft"))
-    ex, rep = synth.load_official_sft(tmp_path / "sft", tokenizer=tok, max_length=512)
-    assert rep["imported"] == 2 and rep["rows"] == 5
-    assert rep["skipped"] == {"no_final_assistant_turn": 1, "longer_than_max_length": 1, "missing_field": 1}
-    assert ex[0]["completion"][0]["content"] == "[Analysis] ok [Score: 7]" and ex[0]["prompt"][0]["role"] == "user"
+    DatasetDict(train=Dataset.from_list([good, long, missing, good]),
+                eval=Dataset.from_list([good])).save_to_disk(str(tmp_path / "sft"))
+    ex, rep = official.load_official_sft(tmp_path / "sft", tokenizer=tok, max_length=512)
+    assert rep["imported"] == 3 and rep["rows"] == 5
+    assert rep["skipped"] == {"chat_template: longer than max_length 512 tokens": 1,
+                              "golden: missing or not a non-empty string": 1}
+    assert [e["id"] for e in ex] == ["train:0", "train:3", "eval:0"]
+    assert ex[0]["completion"][0]["content"] == "[Analysis] ok [Score: 7]" and ex[0]["prompt"][-1]["role"] == "user"
     Dataset.from_list([{"text": "x"}]).save_to_disk(str(tmp_path / "other"))
-    with pytest.raises(synth.SynthError, match="chat_template"):
-        synth.load_official_sft(tmp_path / "other")
+    with pytest.raises(InputError, match="chat_template"):
+        official.load_official_sft(tmp_path / "other")
 
 
 def test_model_teacher_keeps_only_verdicts_that_match_the_labels(tok, train):
     loaded = models.load("tiny", device="cpu")
-    rule = synth.RuleTeacher(tok, 64)
-    teacher = synth.ModelTeacher(loaded, max_new_tokens=8, fallback=rule)
+    rule = teachers.RuleTeacher(tok, 64)
+    teacher = teachers.ModelTeacher(loaded, max_new_tokens=8, fallback=rule)
     rec = train[0]
     _, ctx, _ = schema.context_parts(rec)
-    chunks = synth.split_chunks(ctx)
-    crit, _ = synth.item_critical(rec, chunks, rec["question"], synth.item_golden(rec))
-    f = synth.Focus(rec["id"], rec["task"], rec["question"], synth.item_golden(rec), [chunks[i] for i in crit],
-                    schema.answers(rec), [0, 1], synth.item_scores(rec))
+    chunks = evidence.split_chunks(ctx)
+    crit, _ = evidence.item_critical(rec, chunks, rec["question"], evidence.item_golden(rec))
+    f = teachers.Focus(rec["id"], rec["task"], rec["question"], evidence.item_golden(rec), [chunks[i] for i in crit],
+                       schema.answers(rec), [0, 1], evidence.item_scores(rec))
     msgs = teacher.messages(f, "pairwise")
     assert "Reference answer" in msgs[-1]["content"] and chunks[crit[0]] in msgs[-1]["content"]
     assert len(msgs[-1]["content"]) < len(ctx) + 2000  # the teacher sees the short, focused context
     out = teacher.judge(f, "pairwise")  # a random-init model writes no valid verdict in 8 tokens
     assert teacher.rejected == 1 and out == rule.judge(f, "pairwise")
-    assert synth.ModelTeacher(loaded, max_new_tokens=8).judge(f, "pairwise") is None
+    assert teachers.ModelTeacher(loaded, max_new_tokens=8).judge(f, "pairwise") is None

@@ -1,6 +1,6 @@
 """Long-RewardBench records: the official fields, validation, JSONL / ``datasets`` io, the official loader.
 
-A record has exactly the official fields (design section 3) plus, optionally, ONE extra key
+A record has exactly the official fields (docs/contracts.md) plus, optionally, ONE extra key
 ``meta`` (a dict) in which this course keeps what later steps need and the official release
 does not carry: the golden answer, the spans of the context and of its evidence, the metric
 scores of the answers, the perturbation that made each answer, the tokenizer that measured it.
@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..constants import BON_SUBTYPES, BUCKETS, REPO_ROOT, SHORT_BUCKET, TASKS, TASKTYPES
+from ..constants import BON_SUBTYPES, BUCKETS, OFFICIAL_ORDER_SEED, REPO_ROOT, SHORT_BUCKET, TASKS, TASKTYPES
+from .. import io
+from ..io import InputError
+from ..runtime import hub_offline
 
 COMMON_FIELDS = ("id", "prompt_template", "question", "source", "task", "subtask", "tasktype", "subtype",
                  "ctx_length_for_length", "ctx_length_for_words", "length", "words_count")
@@ -33,15 +37,8 @@ OFFICIAL_FILES = tuple(f"{t}.jsonl" for t in TASKS)
 OFFICIAL_HUB_ID = "LCM-Lab/LongRewardBench"
 
 
-class SchemaError(ValueError):
+class SchemaError(InputError):
     """A record breaks the schema. The message names file, line, record id and field."""
-
-    def __init__(self, msg: str, *, file=None, line=None, rec_id=None, field=None):
-        self.file, self.line, self.rec_id, self.field = file, line, rec_id, field
-        loc = " ".join(x for x in (None if file is None else str(file),
-                                   None if line is None else f"line {line}") if x)
-        parts = ([loc] if loc else []) + [f"id {rec_id!r}"] + ([f"field {field!r}"] if field else [])
-        super().__init__(f"{', '.join(parts)}: {msg}")
 
 
 def _fields_for(tasktype: str) -> tuple[str, ...]:
@@ -137,49 +134,29 @@ def validate_record(rec: Any, *, file: str | os.PathLike | None = None, line: in
 
 # --- io ------------------------------------------------------------------------------------------
 
-def iter_jsonl(path: str | os.PathLike, *, validate: bool = True, **kw) -> Iterator[dict]:
-    path = Path(path)
-    with path.open(encoding="utf-8") as fh:
-        for n, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise SchemaError(f"not valid JSON ({e.msg} at column {e.colno})", file=path, line=n) from None
-            if validate:
-                validate_record(rec, file=path, line=n, **kw)
-            yield rec
+def iter_jsonl(path: str | os.PathLike, *, validate: bool = True, **kw) -> Iterator[tuple[int, dict]]:
+    """``(physical line, record)`` for each record of a benchmark file, validated unless told not to."""
+    for n, rec in io.iter_jsonl(path):
+        if validate:
+            validate_record(rec, file=path, line=n, **kw)
+        yield n, rec
 
 
 def read_jsonl(path: str | os.PathLike, *, validate: bool = True, **kw) -> list[dict]:
     """Read (and validate) a benchmark file; duplicate ``(task, id)`` pairs are an error."""
-    out = list(iter_jsonl(path, validate=validate, **kw))
-    if validate:
-        seen: dict = {}
-        for n, r in enumerate(out, 1):
-            key = (r["task"], r["id"])
-            if key in seen:
-                raise SchemaError(f"duplicate (task, id) {key}; first seen as record {seen[key]}",
-                                  file=path, line=n, rec_id=r["id"], field="id")
-            seen[key] = n
-    return out
+    rows = iter_jsonl(path, validate=validate, **kw)
+    if not validate:
+        return [r for _, r in rows]
+    return io.unique_rows(rows, lambda r: (r["task"], r["id"]), file=path, field="id", what="(task, id)")
 
 
 def write_jsonl(records: Iterable[dict], path: str | os.PathLike, *, validate: bool = True) -> Path:
     """Validate every record first, then write atomically (one JSON object per line)."""
-    path = Path(path)
     records = list(records)
     if validate:
         for i, r in enumerate(records, 1):
             validate_record(r, file=path, line=i)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for r in records:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return io.write_jsonl(records, path)
 
 
 def to_dataset(records: Sequence[dict]):
@@ -234,8 +211,6 @@ def load_official(path_or_hub_id: str | os.PathLike = OFFICIAL_HUB_ID, tasks: Se
             raise FileNotFoundError(f"official benchmark folder {p} does not exist")
         from huggingface_hub import snapshot_download
 
-        from ..models import hub_offline
-
         try:
             folder = Path(snapshot_download(str(path_or_hub_id), repo_type="dataset", cache_dir=cache_dir,
                                             allow_patterns=[f"{t}.jsonl" for t in tasks],
@@ -248,7 +223,7 @@ def load_official(path_or_hub_id: str | os.PathLike = OFFICIAL_HUB_ID, tasks: Se
         f = folder / f"{t}.jsonl"
         if not f.exists():
             raise FileNotFoundError(f"{folder} has no {t}.jsonl (expected files: {', '.join(OFFICIAL_FILES)})")
-        for n, rec in enumerate(iter_jsonl(f, validate=False), 1):
+        for n, rec in iter_jsonl(f, validate=False):
             rec = dict(rec)
             rec["subtype"] = str(rec.get("subtype")) if rec.get("tasktype") == "BestOfN" else rec.get("subtype")
             validate_record(rec, file=f, line=n, allow_unknown=True,
@@ -284,6 +259,18 @@ def user_prompt(rec: dict) -> str:
     """The content of the last user message of ``prompt_template`` (where the long context lives)."""
     users = [m["content"] for m in rec["prompt_template"] if m["role"] == "user"]
     return users[-1]
+
+
+def display_orders(rec: dict, n: int | None = None, order_seed: int = OFFICIAL_ORDER_SEED,
+                   passes: int = 2) -> list[list[int]]:
+    """The display orders of an item's answers. Pass 0 is a shuffle seeded by ``(order_seed, task,
+    id)``, so ``--limit`` and ``--tasks`` never change an item's order; pass 1 is pass 0 reversed.
+    ``order[j]`` is the true rank of the answer shown in slot ``j``."""
+    n = len(answers(rec)) if n is None else n
+    rng = random.Random(f"{order_seed}|{rec['task']}|{rec['id']}")
+    o = list(range(n))
+    rng.shuffle(o)
+    return [o, o[::-1]][:passes]
 
 
 def context_parts(rec: dict) -> tuple[str, str, str]:
@@ -432,17 +419,7 @@ def load_rewardbench(path_or_hub_id: str | os.PathLike, split: str = "filtered")
     converted by :func:`from_rewardbench`. Offline, a hub id is an error that says so (no 50 s hang)."""
     p = Path(path_or_hub_id)
     if p.is_file():
-        with open(p) as f:
-            rows = []
-            for n, ln in enumerate(f, 1):
-                if ln.strip():
-                    try:
-                        rows.append(json.loads(ln))
-                    except json.JSONDecodeError as e:
-                        raise SchemaError(f"not valid JSON ({e})", file=p, line=n, rec_id=None) from None
-        return from_rewardbench(rows, where=str(p))
-    from ..models import hub_offline
-
+        return from_rewardbench(io.read_jsonl(p), where=str(p))
     if hub_offline():
         raise RuntimeError(f"{path_or_hub_id!r} is not a local file and HF_HUB_OFFLINE is set: the hub dataset "
                            "cannot be loaded offline. Pass a local JSONL file in RewardBench format instead.")

@@ -17,19 +17,17 @@ backend share work across orders and candidates:
 """
 from __future__ import annotations
 
-import random
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .. import models
+from ..bench import cues
 from . import parse, prompts
 
 SHARED_PREFIX_RTOL = 1e-4
 """Stated tolerance: |shared - full| <= SHARED_PREFIX_ATOL + SHARED_PREFIX_RTOL * |full| (float32)."""
 SHARED_PREFIX_ATOL = 1e-4
-HEURISTICS = ("random", "longer", "overlap")
 
 
 @dataclass
@@ -90,42 +88,26 @@ def _ranked(slot_scores: list[float | None], raw: Any, *, strict_error: str | No
 
 # --- heuristics -----------------------------------------------------------------------------------
 
-_WORD = re.compile(r"\w+")
-
-
-def overlap_score(response: str, context: str) -> float:
-    """Share of the response's distinct words that occur in the context (0 for an empty response)."""
-    words = {w.lower() for w in _WORD.findall(response)}
-    if not words:
-        return 0.0
-    ctx = {w.lower() for w in _WORD.findall(context)}
-    return len(words & ctx) / len(words)
-
-
 class HeuristicJudge:
-    """Reference baselines: ``random`` (a seeded shuffle per item and pass), ``longer`` (more
-    characters wins), ``overlap`` (more of the response's words appear in the context)."""
+    """Reference baselines from :mod:`longrm_utils.bench.cues`: ``random``, ``longer`` and
+    ``overlap``. The answers are ranked once per item (ties broken by the item's seeded coin), and
+    each display order shows that ranking, so no heuristic prefers a slot."""
 
     kind = "heuristic"
 
-    def __init__(self, name: str, seed: int = 42):
-        if name not in HEURISTICS:
-            raise ValueError(f"unknown heuristic {name!r}; have {HEURISTICS}")
+    def __init__(self, name: str, seed: int = cues.TIE_SEED):
+        if name not in cues.HEURISTICS:
+            raise ValueError(f"unknown heuristic {name!r}; have {cues.HEURISTICS}")
         self.name, self.seed = name, seed
 
     def judge_item(self, item: ItemView, orders: list[list[int]]) -> list[PassResult]:
         t0 = time.perf_counter()
-        out = []
-        if self.name == "random":
-            for k, order in enumerate(orders):
-                rng = random.Random(f"random|{self.seed}|{item.rec['task']}|{item.rec['id']}|{k}")
-                ranking = list(range(len(order)))
-                rng.shuffle(ranking)
-                out.append(PassResult(None, ranking))
-        else:
-            fn = (lambda a: float(len(a))) if self.name == "longer" else (lambda a: overlap_score(a, item.context))
-            scores = [fn(a) for a in item.answers]
-            out = [_ranked([scores[o] for o in order], [scores[o] for o in order]) for order in orders]
+        ranks = cues.heuristic_ranking(item.rec, self.name, self.seed)
+        scores = None if self.name == "random" else cues.heuristic_scores(item.rec, self.name)
+        out = [PassResult(None if scores is None else [scores[o] for o in order], [ranks[o] for o in order],
+                          slot_scores=None if scores is None else [scores[o] for o in order],
+                          tie=scores is not None and parse.has_tie(scores))
+               for order in orders]
         dt = time.perf_counter() - t0
         for r in out:
             r.timing = {"total_s": dt / len(out)}
@@ -136,7 +118,7 @@ class HeuristicJudge:
 
 def _parts(model):
     """(backbone, score head) of a sequence-classification model, through a PEFT wrapper if any."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
+    m = models.unwrap(model)
     if not hasattr(m, "score"):
         raise TypeError(f"{type(m).__name__} has no `score` head; load the judge with kind='scalar'")
     return getattr(m, m.base_model_prefix), m.score
@@ -153,7 +135,7 @@ def pool_index(ids: Sequence[int], pad_id: int | None) -> int:
 
 
 def _pad_id(loaded: models.Loaded) -> int | None:
-    m = loaded.model.get_base_model() if hasattr(loaded.model, "get_base_model") else loaded.model
+    m = models.unwrap(loaded.model)
     pid = m.config.get_text_config().pad_token_id if hasattr(m.config, "get_text_config") else m.config.pad_token_id
     return pid
 
@@ -342,15 +324,13 @@ class VLLMGenerativeJudge(HFGenerativeJudge):
     built with the HF tokenizer's chat template, exactly as for the HF backend.
     """
 
-    def __init__(self, folder: str, tokenizer, spec: models.ModelSpec, *, templates: prompts.Templates,
-                 max_new_tokens: int, max_input_tokens: int, quantization: str | None = None):
+    def __init__(self, llm_args: dict, tokenizer, spec: models.ModelSpec, *, templates: prompts.Templates,
+                 max_new_tokens: int, max_input_tokens: int):
         try:
             from vllm import LLM, SamplingParams
         except ImportError as e:
             raise ImportError("backend='vllm' needs the vllm package: pip install '.[vllm]' (CUDA only)") from e
-        self.llm = LLM(model=folder, tokenizer=folder, enable_prefix_caching=True,
-                       max_model_len=max_input_tokens + max_new_tokens,
-                       quantization="bitsandbytes" if quantization == "4bit" else None)
+        self.llm = LLM(**llm_args)  # built by judge.vllm.vllm_args: rope scaling, prefix caching, dtype
         self.sp = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
         self.loaded = models.Loaded(None, tokenizer, spec, "cuda", "vllm")
         self.t, self.max_new, self.limit, self.reuse = templates, max_new_tokens, max_input_tokens, True

@@ -6,7 +6,7 @@ records next to the raw output.
 A parsed verdict is a *ranking*: ``ranking[j]`` is the predicted rank of display slot ``j``
 (0 = best). ``[[B]]`` for two slots is ``[1, 0]``; ``[[B>A>C]]`` is ``[1, 0, 2]``.
 
-Official rules (design.md section 3):
+Official rules (the official Long-RewardBench scorer; see docs/contracts.md):
 
 * pairwise: ``[[A]]`` anywhere wins for A; otherwise ``[[B]]`` for B; otherwise ``no_verdict``.
 * ranking: 10 or more ``>`` characters is ``too_many_arrows``; otherwise the first ``[[...>...]]``

@@ -1,6 +1,6 @@
 """Judge prompts in our own wording, with a pluggable template file.
 
-Three prompt families ask for the official verdict formats (design.md section 3):
+Three prompt families ask for the official verdict formats (docs/contracts.md):
 
 * ``pairwise``: two responses, verdict ``[[A]]`` or ``[[B]]`` (Long-RewardBench PairWise items);
 * ``ranking``: N = 2, 3 or 4 responses, verdict ``[[A>B>C]]`` (BestOfN items);

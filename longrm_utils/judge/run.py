@@ -5,7 +5,7 @@ generator seeded by ``order_seed`` (42, as the official scorer; the shuffle is k
 ``(order_seed, task, id)`` so that ``--limit`` and ``--tasks`` never change an item's order).
 Pass 0 uses that order; pass 1 (``orders=2``, the default) shows the same answers reversed.
 
-Output (design.md section 7) in ``out_dir``:
+Output (the judge-folder contract of docs/contracts.md) in ``out_dir``:
 
 * ``predictions.jsonl`` -- one line per (item, pass), appended item by item, no timings; the same
   command and seed give a byte-identical file on the same CPU with the same torch thread count
@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import random
 import re
 import sys
 import time
@@ -33,22 +32,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import models
+from ..bench import cues, schema
 from ..constants import CPU_MAX_NEW_TOKENS, OFFICIAL_MAX_INPUT_TOKENS, OFFICIAL_MAX_NEW_TOKENS, OFFICIAL_ORDER_SEED
-from . import backends, prompts, score
+from ..contracts import (BENCH_COPY, PRED_FIELDS, PREDICTIONS, RUN_CONFIG, TIMINGS, item_key, item_score)
+from ..io import dumps_line, read_json, write_json
+from ..stats import N_BOOT
+from . import backends, prompts, score, vllm
 
 KINDS = ("generative", "pointwise", "scalar", "heuristic")
-PRED_FIELDS = ("task", "id", "tasktype", "subtype", "ctx_length_for_length", "source", "pass", "order", "raw",
-               "ranking", "parse_error", "strict_error", "slot_scores", "tie", "score", "truncated",
-               "prompt_tokens", "error")
-"""Field order of a prediction line (design section 7 plus strict_error, slot_scores and tie)."""
-
-
 # --- inputs ---------------------------------------------------------------------------------------
 
 def load_bench(bench: Any, tasks: Sequence[str] | None = None, limit: int | None = None) -> list[dict]:
     """A benchmark file (JSONL), a folder or hub id of the official release, or a list of records."""
-    from ..bench import schema
-
     if isinstance(bench, (list, tuple)):
         recs = [dict(r) for r in bench]
         for i, r in enumerate(recs, 1):
@@ -82,18 +77,7 @@ def spread(recs: Sequence[dict], n: int | None) -> list[dict]:
 
 
 def item_view(rec: dict) -> backends.ItemView:
-    from ..bench import schema
-
     return backends.ItemView(rec, schema.answers(rec), list(rec["prompt_template"]), schema.context_parts(rec)[1])
-
-
-def display_orders(rec: dict, n: int, order_seed: int = OFFICIAL_ORDER_SEED, passes: int = 2) -> list[list[int]]:
-    """Pass 0: a seeded shuffle of ``range(n)``; pass 1: the same reversed. ``order[j]`` is the true
-    rank of the answer shown in slot ``j``."""
-    rng = random.Random(f"{order_seed}|{rec['task']}|{rec['id']}")
-    o = list(range(n))
-    rng.shuffle(o)
-    return [o, o[::-1]][:passes]
 
 
 def default_judge_id(judge: str, kind: str) -> str:
@@ -135,9 +119,9 @@ def _recover(path: Path, passes: int) -> set[tuple[str, str]]:
                                  "or fix the file by hand") from None
     counts: dict[tuple[str, str], int] = {}
     for p in good:
-        counts[score.item_key(p)] = counts.get(score.item_key(p), 0) + 1
+        counts[item_key(p)] = counts.get(item_key(p), 0) + 1
     done = {k for k, c in counts.items() if c == passes}
-    keep = [r for p, r in zip(good, good_raw) if score.item_key(p) in done]
+    keep = [r for p, r in zip(good, good_raw) if item_key(p) in done]
     new = b"".join(r + b"\n" for r in keep)
     if new != raw:
         dropped = len(good) - len(keep)
@@ -156,7 +140,7 @@ def _filter_timings(path: Path, done: set[tuple[str, str]]) -> None:
             r = json.loads(ln)
         except json.JSONDecodeError:
             continue
-        if score.item_key(r) in done:
+        if item_key(r) in done:
             keep.append(ln)
     path.write_text("".join(x + "\n" for x in keep))
 
@@ -174,7 +158,7 @@ def _prediction(rec: dict, k: int, order: list[int], r: backends.PassResult | No
                     score=0.0, truncated=False, prompt_tokens=None, error=error)
     else:
         vals.update(raw=r.raw, ranking=r.ranking, parse_error=r.parse_error, strict_error=r.strict_error,
-                    slot_scores=r.slot_scores, tie=r.tie, score=score.item_score(r.ranking, order),
+                    slot_scores=r.slot_scores, tie=r.tie, score=item_score(r.ranking, order),
                     truncated=r.truncated, prompt_tokens=r.prompt_tokens, error=None)
     return {f: vals[f] for f in PRED_FIELDS}
 
@@ -196,14 +180,15 @@ def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantizat
         tok = models.load_tokenizer(folder, spec)
         max_new = max_new_tokens or OFFICIAL_MAX_NEW_TOKENS
         limit = max_input_tokens or min(spec.yarn_context or spec.max_context, OFFICIAL_MAX_INPUT_TOKENS) - max_new
-        b = backends.VLLMGenerativeJudge(folder, tok, spec, templates=templates, max_new_tokens=max_new,
-                                         max_input_tokens=limit, quantization=quantization)
+        llm_args = vllm.vllm_args(spec, model=folder, max_context=limit, max_new_tokens=max_new,
+                                  quantization=quantization)
+        b = backends.VLLMGenerativeJudge(llm_args, tok, spec, templates=templates, max_new_tokens=max_new,
+                                         max_input_tokens=limit)
         return b, {"device": "cuda", "max_new_tokens": max_new, "max_input_tokens": limit, "backend": "vllm"}
     if loaded is None:
         loaded = models.load(judge, kind=mkind, device=device, attn=attn, quantization=quantization, seed=seed,
                              max_context=max_input_tokens)
-    is_scalar = "SequenceClassification" in type(
-        loaded.model.get_base_model() if hasattr(loaded.model, "get_base_model") else loaded.model).__name__
+    is_scalar = models.is_scalar(loaded.model)
     if is_scalar != (kind == "scalar"):
         raise ValueError(f"judge {judge!r} is loaded as a {'scalar' if is_scalar else 'generative'} model, "
                          f"but kind={kind!r}")
@@ -225,17 +210,13 @@ def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantizat
     return cls(loaded, templates=templates, max_new_tokens=max_new, max_input_tokens=limit), settings
 
 
-BENCH_COPY = "bench.jsonl"
-"""File name of the judged records, written into a judge folder when they were passed in memory."""
-
-
 def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, orders: int = 2,
               limit: int | None = None, tasks: Sequence[str] | None = None, max_new_tokens: int | None = None,
               device: str = "auto", quantization: str | None = None, attn: str = "auto",
               prompt_file: str | os.PathLike | None = None, order_seed: int = OFFICIAL_ORDER_SEED,
               judge_id: str | None = None, loaded: Any = None, max_input_tokens: int | None = None,
               backend: str = "hf", shared_prefix: bool = True, batch_size: int = 1, seed: int = 0,
-              progress: bool = True, n_boot: int = score.N_BOOT) -> dict:
+              progress: bool = True, n_boot: int = N_BOOT) -> dict:
     """Judge ``bench`` with ``judge`` and write the four output files into ``out_dir``; returns the metrics.
 
     ``judge`` is a preset, a model folder or hub id, or (``kind='heuristic'``) one of
@@ -246,8 +227,8 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
         raise ValueError(f"orders must be 1 or 2, got {orders}")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if kind == "heuristic" and judge not in backends.HEURISTICS:
-        raise ValueError(f"heuristic judge must be one of {backends.HEURISTICS}, got {judge!r}")
+    if kind == "heuristic" and judge not in cues.HEURISTICS:
+        raise ValueError(f"heuristic judge must be one of {cues.HEURISTICS}, got {judge!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     recs = load_bench(bench, tasks, limit)
@@ -268,13 +249,11 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
         # Records given in memory (a spread subset, an ablation): keep a copy beside the predictions, so
         # the folder is self-contained and can be analysed elsewhere (length bias, ablation, gallery).
         config["bench_file"] = BENCH_COPY
-        from ..bench.schema import write_jsonl
-
-        write_jsonl(recs, out / BENCH_COPY, validate=False)
-    cfg_path = out / "run_config.json"
-    pred_path, tim_path = out / "predictions.jsonl", out / "timings.jsonl"
+        schema.write_jsonl(recs, out / BENCH_COPY, validate=False)
+    cfg_path = out / RUN_CONFIG
+    pred_path, tim_path = out / PREDICTIONS, out / TIMINGS
     if cfg_path.exists() and pred_path.exists():
-        old = json.loads(cfg_path.read_text())
+        old = read_json(cfg_path)
         diff = sorted(k for k in config if old.get("args", {}).get(k) != config[k])
         if diff:
             raise ValueError(f"{out} holds predictions of another configuration (differs in {diff}); "
@@ -289,10 +268,8 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
                                     max_input_tokens=max_input_tokens, order_seed=order_seed, backend=backend,
                                     shared_prefix=shared_prefix, batch_size=batch_size, seed=seed)
     elif cfg_path.exists():
-        settings = json.loads(cfg_path.read_text()).get("resolved", {})
-    tmp = cfg_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"args": config, "resolved": settings}, indent=2) + "\n")
-    tmp.replace(cfg_path)
+        settings = read_json(cfg_path).get("resolved", {})
+    write_json(cfg_path, {"args": config, "resolved": settings})
     if len(done):
         print(f"[judge] {judge_id}: resuming, {len(done)} of {len(recs)} items already done")
     bar = None
@@ -303,7 +280,7 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
     with open(pred_path, "a", encoding="utf-8") as fp, open(tim_path, "a", encoding="utf-8") as ft:
         for rec in todo:
             item = item_view(rec)
-            ords = display_orders(rec, item.n, order_seed, orders)
+            ords = schema.display_orders(rec, item.n, order_seed, orders)
             t0 = time.perf_counter()
             try:
                 res, err = bk.judge_item(item, ords), None
@@ -320,10 +297,10 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
                    **({"total_s": round(wall, 6)} if r is None else {x: (round(v, 6) if isinstance(v, float) else v)
                                                                      for x, v in r.timing.items()})}
                   for k, r in enumerate(res)]
-            ft.write("".join(json.dumps(t) + "\n" for t in tl))
+            ft.write("".join(dumps_line(t) for t in tl))
             ft.flush()
             lines = [_prediction(rec, k, o, r, err) for k, (o, r) in enumerate(zip(ords, res))]
-            fp.write("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in lines))
+            fp.write("".join(dumps_line(p) for p in lines))
             fp.flush()
             os.fsync(fp.fileno())
             if bar is not None:
@@ -353,7 +330,7 @@ def cli(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="longrm_utils judge",
                                 description="Judge a Long-RewardBench file in both display orders, resumably.")
     p.add_argument("--model", required=True, help="preset, model folder, hub id, or heuristic name "
-                   f"({', '.join(backends.HEURISTICS)}) with --kind heuristic")
+                   f"({', '.join(cues.HEURISTICS)}) with --kind heuristic")
     p.add_argument("--kind", required=True, choices=KINDS, help="how the model judges")
     p.add_argument("--bench", required=True, help="benchmark JSONL, official folder, or hub id LCM-Lab/LongRewardBench")
     p.add_argument("--out", required=True, help="output folder (predictions.jsonl, results.csv, metrics.json, ...)")

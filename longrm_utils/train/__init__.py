@@ -1,15 +1,22 @@
-"""Training: Stage I synthesis and SFT (:mod:`.synth`, :mod:`.sft`), Stage II alignment (:mod:`.align`).
+"""Training: Stage I data and SFT (:mod:`.stage1_data`, :mod:`.sft`), Stage II data and alignment
+(:mod:`.stage2_data`, :mod:`.align`), the memory planner (:mod:`.memory`) and best-of-N sampling
+(:mod:`.bon`).
 
 ``python -m longrm_utils train <sft|align-gen|align-scalar> ...`` dispatches here.
 """
 from __future__ import annotations
 
 import argparse
-import ast
-import inspect
 import json
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
+
+from ..bench import schema
+from . import align, sft
+from .official import load_official_sft
+from .options import add_dataclass_args
+from .stage1_data import synthesize_stage1
+from .teachers import RuleTeacher
 
 SUBCOMMANDS = {
     "sft": "Stage I: short-to-long synthesis + SFT of a generative judge",
@@ -18,38 +25,7 @@ SUBCOMMANDS = {
 }
 
 
-def field_docs(cls) -> dict[str, str]:
-    """Attribute docstrings of a dataclass (the string literal right after each field)."""
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
-    out = {}
-    for a, b in zip(body, body[1:]):
-        if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name) and isinstance(b, ast.Expr) \
-                and isinstance(getattr(b, "value", None), ast.Constant) and isinstance(b.value.value, str):
-            out[a.target.id] = " ".join(b.value.value.split()).replace("%", "%%")  # argparse formats help
-    return out
-
-
-def add_dataclass_args(p: argparse.ArgumentParser, cls) -> None:
-    """One ``--field`` option per dataclass field; help from its docstring; default None (= preset's)."""
-    docs = field_docs(cls)
-    for f in fields(cls):
-        kind = {int: int, float: float, "int": int, "float": float}.get(f.type, None)
-        t = str(f.type)
-        if kind is None:
-            kind = int if t.startswith("int") else float if t.startswith("float") else str
-        if t == "bool" or f.type is bool:
-            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
-                           type=lambda s: s.lower() in ("1", "true", "yes", "on"), help=docs.get(f.name, ""))
-        else:
-            default = f.default if f.default is not MISSING else None
-            p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, type=kind,
-                           help=f"{docs.get(f.name, '')} (default: {default})")
-
-
 def sft_cli(argv: list[str]) -> int:
-    from . import sft, synth
-
     p = argparse.ArgumentParser(prog="longrm_utils train sft", description=SUBCOMMANDS["sft"])
     p.add_argument("--bench", help="training records in the benchmark format (e.g. data/mini/short_train.jsonl)")
     p.add_argument("--official-sft", default=None, help="official LongRM SFT data (a datasets.save_to_disk folder)")
@@ -69,16 +45,15 @@ def sft_cli(argv: list[str]) -> int:
     loaded = sft.load_for_training(cfg, a.device)
     examples = []
     if a.bench:
-        from ..bench import schema
-
         recs = schema.read_jsonl(a.bench)
-        teacher = synth.RuleTeacher(loaded.tokenizer, a.max_judgement_tokens)
-        ex, rep, _ = synth.synthesize_stage1(recs, loaded.tokenizer, target_tokens=a.target_tokens, teacher=teacher,
-                                             formats=a.formats.split(","), seed=cfg.seed, where=a.bench)
+        teacher = RuleTeacher(loaded.tokenizer, a.max_judgement_tokens)
+        ex, rep, _ = synthesize_stage1(recs, loaded.tokenizer, target_tokens=a.target_tokens, teacher=teacher,
+                                       formats=a.formats.split(","), seed=cfg.seed, where=a.bench)
         print("synthesis:", json.dumps(rep.as_dict()))
         examples += ex
     if a.official_sft:
-        ex, rep = synth.load_official_sft(a.official_sft, tokenizer=loaded.tokenizer, max_length=cfg.max_length)
+        ex, rep = load_official_sft(a.official_sft, tokenizer=loaded.tokenizer, max_length=cfg.max_length,
+                                    splits=["train"])
         print("official SFT import:", json.dumps(rep))
         examples += ex
     res = sft.train_sft(cfg, examples, Path(a.out), device=a.device, loaded=loaded)
@@ -93,8 +68,5 @@ def cli(argv: list[str]) -> int:
             print(f"  {k:13s} {h}")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     sub, rest = argv[0], argv[1:]
-    if sub == "sft":
-        return sft_cli(rest)
-    from . import align  # written by Stage II; imported only when asked for
-
-    return int((align.cli_generative if sub == "align-gen" else align.cli_scalar)(rest) or 0)
+    run = {"sft": sft_cli, "align-gen": align.cli_generative, "align-scalar": align.cli_scalar}[sub]
+    return run(rest)

@@ -8,14 +8,14 @@ RM's pick was right, against the 1/N of picking at random.
 """
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Sequence
 
 from .. import models
 from ..bench import schema
 from ..judge import backends, prompts
+from ..rundir import artifacts
+from ..stats import wilson_ci
 
 
 def find_scalar_rm(run_dir: str | os.PathLike | None, preferred: str = "auto", fallback: str = "tiny-rm") -> tuple[str, str]:
@@ -24,8 +24,6 @@ def find_scalar_rm(run_dir: str | os.PathLike | None, preferred: str = "auto", f
     if preferred != "auto":
         return preferred, "given as a parameter"
     if run_dir is not None:
-        from ..env import artifacts
-
         found = [(p.stat().st_mtime, k, p) for k, p in artifacts(run_dir).items()
                  if k.startswith("models/") and p.is_dir() and (models.read_meta(p) or {}).get("kind") == models.SCALAR]
         if found:
@@ -73,28 +71,12 @@ def sft_records(records: Sequence[dict], rows: Sequence[dict]) -> list[dict]:
 
 
 def summary(rows: Sequence[dict], n: int = 2) -> dict:
-    """Pick accuracy (with a bootstrap-free Wilson 95% interval), chance, per task, truncations."""
-    import math
-
+    """Pick accuracy (with a Wilson 95% interval, ``stats.wilson_ci``), chance, per task, truncations."""
     k, m = sum(r["correct"] for r in rows), len(rows)
-    z = 1.96
-    if m:
-        p = k / m
-        den = 1 + z * z / m
-        mid = (p + z * z / (2 * m)) / den
-        half = z * math.sqrt(p * (1 - p) / m + z * z / (4 * m * m)) / den
-        ci = [round(mid - half, 3), round(mid + half, 3)]
-    else:
-        p, ci = float("nan"), [float("nan"), float("nan")]
+    p = k / m if m else float("nan")
+    ci = wilson_ci(k, m) or [float("nan"), float("nan")]
     tasks = sorted({r["task"] for r in rows})
     return {"items": m, "n": n, "pick_accuracy": round(p, 3), "ci95": ci, "chance": round(1 / n, 3),
             "per_task": {t: round(sum(r["correct"] for r in rows if r["task"] == t)
                                   / sum(1 for r in rows if r["task"] == t), 3) for t in tasks},
             "truncated": sum(r["truncated"] for r in rows)}
-
-
-def write_jsonl(rows: Sequence[dict], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return path

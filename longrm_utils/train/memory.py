@@ -2,7 +2,7 @@
 
 The model is an explicit sum, each term derived from what PyTorch keeps alive in a Llama/Qwen
 decoder step (and checked against measured peaks of the tiny model on CPU, see
-:func:`measure_step` and ``tests/test_memory.py``)::
+:mod:`.memory_measure` and ``tests/test_memory.py``)::
 
     peak = weights + grads + optimizer + activations + logits + overhead
 
@@ -50,12 +50,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from ..io import read_json
+from ..models import REGISTRY
+from .options import field_docs, parse_bool
 
 GiB = 2**30
 METHODS = ("full", "lora", "qlora")
@@ -64,8 +66,6 @@ SHARDINGS = ("none", "zero2", "zero3", "fsdp")
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 NF4_BITS = 4.0 + 8 / 64 + 32 / (64 * 256)
 """nf4 with double quantization: 4 bits + an 8-bit absmax per 64-block + a fp32 constant per 256 blocks."""
-LORA_TARGETS = 7
-"""``all-linear`` on a Llama/Qwen layer: q, k, v, o, gate, up, down."""
 
 
 # --- model shapes ------------------------------------------------------------------------------
@@ -117,8 +117,6 @@ class ModelShape:
         lm_head; the generative hub presets have both matrices. ``params_b`` is rounded in the
         registry, so for the tiny model prefer :meth:`from_config` (exact).
         """
-        from ..models import REGISTRY
-
         if name not in REGISTRY:
             raise KeyError(f"unknown preset {name!r}; presets: {', '.join(REGISTRY)}")
         s = REGISTRY[name]
@@ -142,7 +140,7 @@ class ModelShape:
         """Exact numbers from a transformers config (object, dict, or a folder holding config.json)."""
         if isinstance(config, (str, os.PathLike)):
             p = Path(config)
-            config = json.loads((p / "config.json" if p.is_dir() else p).read_text())
+            config = read_json(p / "config.json" if p.is_dir() else p)
             name = name or str(p)
         get = (lambda k, d=None: config.get(k, d)) if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
         h, heads = get("hidden_size"), get("num_attention_heads")
@@ -330,303 +328,7 @@ def max_context(shape: ModelShape, cfg: PlanConfig, gpu_mem_gib: float, *, usabl
     return lo * granularity
 
 
-# --- measuring a real step on CPU --------------------------------------------------------------------
-
-MEASURE_METHOD = (
-    "peak resident memory (VmHWM) of a fresh Python process per configuration. The child loads the "
-    "model, builds the optimizer, runs a 32-token warm-up step, resets the high-water mark (write '5' to /proc/self/clear_refs), "
-    "reads VmRSS, runs one full step (forward, backward, AdamW step) and reads VmHWM. "
-    "measured = VmHWM - VmRSS before the step. glibc's malloc is told to mmap every block above "
-    "64 KiB (MALLOC_MMAP_THRESHOLD_=65536) so freed tensors leave the RSS at once and the "
-    "high-water mark tracks live tensors, not heap fragmentation."
-)
-
-
-def _rss_kib(field_name: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field_name} line (Linux only)")
-
-
-class StepPeak:
-    """Peak resident memory of a block, above the level at its start (Linux ``/proc``; see MEASURE_METHOD).
-
-    ``with StepPeak() as m: ...`` then ``m.bytes`` and ``m.seconds``. Only meaningful in a process
-    started by :func:`run_isolated` (which sets the malloc threshold) and measured once.
-    """
-
-    def __enter__(self):
-        import gc
-
-        gc.collect()
-        Path("/proc/self/clear_refs").write_text("5")
-        self.rss0 = _rss_kib("VmRSS")
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.t0
-        self.peak = _rss_kib("VmHWM")
-        self.bytes = (self.peak - self.rss0) * 1024
-
-
-def run_isolated(target: str, spec: dict, *, threads: int = 1, timeout: float = 600) -> dict:
-    """Run ``target`` (``"package.module:function"`` or ``"path/to/file.py:function"``) on ``spec``
-    in a fresh Python process, with the malloc settings of MEASURE_METHOD; return its dict."""
-    from ..constants import REPO_ROOT
-
-    mod, fn = target.rsplit(":", 1)
-    if mod.endswith(".py"):
-        load = (f"import importlib.util as u; s=u.spec_from_file_location('m', {str(Path(mod).resolve())!r}); "
-                "m=u.module_from_spec(s); s.loader.exec_module(m)")
-    else:
-        load = f"import importlib; m=importlib.import_module({mod!r})"
-    code = f"import json,sys\n{load}\nprint('@@' + json.dumps(getattr(m, {fn!r})(json.loads(sys.argv[1]))))"
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_NO_ADVISORY_WARNINGS="1", LONGRM_THREADS=str(threads))
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True,
-                       timeout=timeout, env=env)
-    line = [ln for ln in r.stdout.splitlines() if ln.startswith("@@")]
-    if r.returncode != 0 or not line:
-        raise RuntimeError(f"isolated run {target} {spec} failed (exit {r.returncode}):\n{r.stderr[-3000:]}")
-    return json.loads(line[-1][2:])
-
-
-def _child_step(spec: dict) -> dict:
-    """Runs inside the measuring subprocess: one training step, returns bytes and seconds."""
-    import torch
-
-    from .. import models
-    from ..env import quiet, seed_everything
-
-    quiet()
-    torch.set_num_threads(int(os.environ.get("LONGRM_THREADS", "1")))
-    seed_everything(0)
-    kind = spec["kind"]
-    loaded = models.load(spec["model"], kind=kind, device="cpu", attn=spec["attn"], trainable=True,
-                         quantization="4bit" if spec["method"] == "qlora" else None)
-    if spec["method"] in ("lora", "qlora"):
-        loaded = models.add_lora(loaded, r=spec["lora_r"], dropout=spec["lora_dropout"],
-                                 gradient_checkpointing=spec["grad_ckpt"])
-    model = loaded.model
-    model.train()
-    if spec["grad_ckpt"]:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if spec["method"] in ("lora", "qlora"):
-            model.enable_input_require_grads()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    vocab = model.config.vocab_size
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(4, vocab, (spec["batch"], spec["seq_len"]), generator=g)
-
-    def step(n: int):
-        kw = {"input_ids": ids[:, :n], "use_cache": False}
-        if kind == "generative":
-            kw["labels"] = ids[:, :n]
-        out = model(**kw)
-        loss = out.loss if kind == "generative" else out.logits.float().pow(2).mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    # A 32-token warm-up step faults in the kernels' code pages and creates the AdamW states, so
-    # the measured increment is a steady-state step: activations, logits and gradients.
-    step(32)
-    with StepPeak() as m:
-        step(spec["seq_len"])
-    return {"measured_bytes": m.bytes, "rss_before_bytes": m.rss0 * 1024, "peak_rss_bytes": m.peak * 1024,
-            "step_s": m.seconds, "tokens_per_s": spec["batch"] * spec["seq_len"] / m.seconds}
-
-
-def measure_step(model: str = "tiny", *, method: str = "full", seq_len: int = 2048, batch: int = 1,
-                 grad_ckpt: bool = False, attn: str = "sdpa", kind: str = "generative", lora_r: int = 16,
-                 lora_dropout: float = 0.05, threads: int = 1, timeout: float = 600) -> dict:
-    """Measure one CPU training step's peak memory increment in a fresh subprocess (see MEASURE_METHOD).
-
-    Returns ``measured_bytes`` (peak RSS during the step minus RSS before it), ``step_s`` and
-    ``tokens_per_s``, plus the configuration.
-    """
-    if attn not in ("sdpa", "eager"):
-        raise ValueError(f"attn={attn!r}: on CPU only 'sdpa' or 'eager' can be measured")
-    if method not in METHODS:
-        raise ValueError(f"method={method!r}: use one of {', '.join(METHODS)}")
-    spec = dict(model=model, method=method, seq_len=int(seq_len), batch=int(batch), grad_ckpt=bool(grad_ckpt),
-                attn=attn, kind=kind, lora_r=lora_r, lora_dropout=lora_dropout)
-    return {**spec, "threads": threads,
-            **run_isolated("longrm_utils.train.memory:_child_step", spec, threads=threads, timeout=timeout)}
-
-
-def plan_config_for(measured: dict, **overrides: Any) -> PlanConfig:
-    """The PlanConfig that describes a :func:`measure_step` run (fp32 on CPU, no overhead)."""
-    kw = dict(method=measured["method"], seq_len=measured["seq_len"], batch=measured["batch"],
-              grad_ckpt=measured["grad_ckpt"], attn=measured["attn"], dtype="fp32", kind=measured["kind"],
-              lora_r=measured["lora_r"], lora_dropout=measured["lora_dropout"], overhead_gib=0.0)
-    kw.update(overrides)
-    return PlanConfig(**kw)
-
-
-def step_increment(b: Breakdown) -> float:
-    """What :func:`measure_step` sees: activations, logits and gradients (weights and AdamW states
-    exist before the measured step)."""
-    return b.grads + b.activations + b.logits
-
-
-def validate(model: str = "tiny", lengths=(1024, 2048, 4096, 8192), *, shape: ModelShape | None = None,
-             **kw: Any) -> list[dict]:
-    """Measure at several lengths and put the prediction beside each; ``ratio`` = predicted / measured."""
-    from .. import models
-
-    if shape is None:
-        shape = ModelShape.from_config(models.build_tiny(0) if model in ("tiny", "tiny-rm") else model, name=model)
-    rows = []
-    for n in lengths:
-        m = measure_step(model, seq_len=n, **kw)
-        pred = step_increment(predict(shape, plan_config_for(m)))
-        rows.append({**m, "predicted_bytes": pred, "ratio": pred / m["measured_bytes"]})
-    return rows
-
-
-# --- accelerate launch configs -------------------------------------------------------------------
-
-def accelerate_configs() -> dict[str, Path]:
-    """The course's accelerate configs (``configs/accelerate/*.yaml``) by stem."""
-    from ..constants import REPO_ROOT
-
-    return {p.stem: p for p in sorted((REPO_ROOT / "configs" / "accelerate").glob("*.yaml"))}
-
-
-def launch_plan(path: str | os.PathLike) -> dict:
-    """Parse an accelerate config exactly as ``accelerate launch --config_file`` does (accelerate 1.15),
-    build the environment the launcher would give each rank, and instantiate the parallelism and
-    FSDP settings from it. Raises ``ValueError`` naming the file when any step refuses it.
-
-    Returns ``{file, distributed_type, num_processes, mixed_precision, zero_stage, fsdp_version,
-    parallelism: {dp_shard, cp, sp, ...} or None, env}``. Needs no GPU and no deepspeed.
-    """
-    from unittest import mock
-
-    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
-    from accelerate.parallelism_config import ParallelismConfig
-    from accelerate.utils import FullyShardedDataParallelPlugin
-    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env, prepare_simple_launcher_cmd_env
-
-    path = Path(path)
-    try:
-        args = launch_command_parser().parse_args(["--config_file", str(path), "train.py"])
-        args, defaults, mp_from_config = _validate_launch_command(args)
-        dtype = str(defaults.distributed_type).split(".")[-1]
-        if args.use_deepspeed:
-            keys = list(defaults.deepspeed_config or {}) + (["mixed_precision"] if mp_from_config else [])
-            args.deepspeed_fields_from_accelerate_config = ",".join(keys)
-            _, env = prepare_deepspeed_cmd_env(args)
-        elif args.use_fsdp or args.multi_gpu:
-            env = prepare_multi_gpu_env(args)
-        else:
-            _, env = prepare_simple_launcher_cmd_env(args)
-        with mock.patch.dict(os.environ, env):
-            pc = ParallelismConfig() if env.get("ACCELERATE_USE_PARALLELISM_CONFIG") == "true" else None
-            fsdp = FullyShardedDataParallelPlugin() if env.get("ACCELERATE_USE_FSDP") == "true" else None
-    except Exception as e:  # accelerate raises ValueError, AssertionError, KeyError...
-        raise ValueError(f"{path}: accelerate refuses this config: {type(e).__name__}: {e}") from e
-    par = None
-    if pc is not None:
-        par = {"dp_replicate": pc.dp_replicate_size, "dp_shard": pc.dp_shard_size, "tp": pc.tp_size,
-               "cp": pc.cp_size, "sp": pc.sp_size, "total": pc.total_size}
-        world = int(args.num_processes) * int(args.num_machines or 1)
-        if pc.sp_size == 1 and pc.total_size != world:
-            raise ValueError(f"{path}: parallelism sizes multiply to {pc.total_size}, but num_processes is {world}")
-        if pc.sp_size > 1 and world % pc.sp_size:
-            raise ValueError(f"{path}: sp_size {pc.sp_size} does not divide num_processes {world}")
-    zero = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
-    return {"file": str(path), "distributed_type": dtype, "num_processes": int(args.num_processes),
-            "mixed_precision": args.mixed_precision, "zero_stage": int(zero) if zero else None,
-            "fsdp_version": getattr(fsdp, "fsdp_version", None), "parallelism": par, "env": env}
-
-
-CP_ON_CPU = (
-    "Context parallelism cannot run on CPU with accelerate 1.15 / torch 2.13: accelerate accepts a "
-    "ParallelismConfig only under FSDP2, multi-GPU or DeepSpeed (Accelerator(cpu=True) makes the run "
-    "MULTI_CPU, which ParallelismConfig._validate_accelerator refuses), and torch's ring attention "
-    "(torch.distributed.tensor.experimental.context_parallel) only replaces the CUDA SDPA kernels "
-    "(flash, mem-efficient, cuDNN), not the CPU one. DeepSpeed-Ulysses needs deepspeed and NCCL. "
-    "configs/accelerate/README.md gives the GPU launch commands.")
-
-
-def ddp_smoke_step(seq_len: int = 256) -> dict:
-    """One DDP training step of the tiny model, run under ``torchrun --nproc_per_node 2`` on CPU (gloo).
-
-    Each rank trains on different tokens; after the step the ranks' parameters must be identical
-    (gradients were all-reduced). Rank 0 returns the report; every rank returns it.
-    """
-    import torch
-    from accelerate import Accelerator
-
-    from .. import models
-    from ..env import quiet
-
-    quiet()
-    torch.set_num_threads(1)
-    acc = Accelerator(cpu=True)
-    loaded = models.load("tiny", device="cpu", attn="sdpa", trainable=True)
-    model = loaded.model
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model, opt = acc.prepare(model, opt)
-    g = torch.Generator().manual_seed(1000 + acc.process_index)
-    ids = torch.randint(4, model.module.config.vocab_size if hasattr(model, "module") else 4096, (1, seq_len), generator=g)
-    out = model(input_ids=ids, labels=ids, use_cache=False)
-    acc.backward(out.loss)
-    opt.step()
-    opt.zero_grad()
-    flat = torch.cat([p.detach().reshape(-1) for p in acc.unwrap_model(model).parameters()])
-    checksums = acc.gather(torch.tensor([float(flat.double().sum()), float(flat.double().abs().sum())]).unsqueeze(0))
-    losses = acc.gather(out.loss.detach().reshape(1))
-    return {"distributed_type": str(acc.distributed_type).split(".")[-1], "world_size": acc.num_processes,
-            "backend": acc.state.backend, "rank": acc.process_index, "losses": losses.tolist(),
-            "param_checksums": checksums.tolist()}
-
-
-def run_ddp_smoke(nproc: int = 2, seq_len: int = 256, timeout: float = 180) -> dict:
-    """Launch :func:`ddp_smoke_step` on ``nproc`` CPU processes with torchrun; return rank 0's report."""
-    from ..constants import REPO_ROOT
-
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
-    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
-           "-m", "longrm_utils.train.memory", "ddp-smoke", str(seq_len)]
-    import signal
-
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=str(REPO_ROOT), start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun's workers too (their own session)
-        proc.communicate()
-        raise RuntimeError(f"torchrun DDP smoke test timed out after {timeout:.0f} s: {' '.join(cmd)}")
-    lines = [ln for ln in out.splitlines() if ln.startswith("@@")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"torchrun DDP smoke test failed (exit {proc.returncode}):\n{err[-3000:]}")
-    return {**json.loads(lines[0][2:]), "command": " ".join(cmd[2:])}
-
-
-# --- presets for plots and the CLI -------------------------------------------------------------------
-
-GPU_PROFILES = {
-    "gpu-qlora-24gb": dict(gpu_mem_gib=24, n_gpus=1, method="qlora", sharding="none"),
-    "gpu-full-80gb": dict(gpu_mem_gib=80, n_gpus=8, method="full", sharding="zero3"),
-    "1x80gb-lora": dict(gpu_mem_gib=80, n_gpus=1, method="lora", sharding="none"),
-}
-"""GPU set-ups the course discusses (gpu_mem_gib per card)."""
-
-
-def curve(shape: ModelShape, cfg: PlanConfig, lengths) -> list[dict]:
-    """Predicted breakdown (GiB) at each sequence length."""
-    return [{"seq_len": n, **predict(shape, replace(cfg, seq_len=n)).gib()} for n in lengths]
-
+# --- set-ups plotted in notebook 08 -------------------------------------------------------------------
 
 PROFILE_PLANS = {
     "gpu-qlora-24gb: Qwen3-8B QLoRA, 1 GPU, logits at every position": ("qwen3-8b", dict(method="qlora"), 24),
@@ -669,36 +371,7 @@ def plot_curves(lengths, plans: dict | None = None, path: str | os.PathLike | No
     return fig
 
 
-def vllm_args(preset: str, *, max_context: int | None = None, tensor_parallel_size: int = 1,
-              max_new_tokens: int = 2048, quantization: str | None = None) -> dict:
-    """Keyword arguments for ``vllm.LLM`` to judge with a registry preset at ``max_context`` tokens.
-
-    Beyond the native window the registry's rope scaling is applied (YaRN for Qwen3-8B and Con-J:
-    factor = max_context / 32768, as ``models.load(max_context=...)`` does for transformers);
-    vLLM takes it through ``hf_overrides``. Prefix caching reuses the long context's KV blocks
-    across the two display orders and across candidates.
-    """
-    from ..models import REGISTRY, base_folder
-
-    s = REGISTRY[preset]
-    # vLLM loads hub ids or folders: hub presets by id, the offline ones (tiny, SmolLM2) from their cache folder.
-    model = s.hf_id if s.route == "hub" else base_folder(s)
-    ctx = max_context or s.max_context
-    limit = s.yarn_context or s.max_context
-    if ctx > limit:
-        raise ValueError(f"{preset}: max_context {ctx} exceeds what the registry allows ({limit})")
-    kw: dict[str, Any] = {"model": model, "tensor_parallel_size": tensor_parallel_size, "dtype": "bfloat16",
-                          "enable_prefix_caching": True, "max_model_len": ctx + max_new_tokens}
-    if ctx + max_new_tokens > s.max_context:
-        if not s.rope_scaling:
-            raise ValueError(f"{preset}: {ctx + max_new_tokens} tokens exceed the native {s.max_context} and the "
-                             "registry has no rope scaling for it")
-        factor = max(1.0, (ctx + max_new_tokens) / s.max_context)
-        kw["hf_overrides"] = {"rope_scaling": dict(s.rope_scaling, factor=round(factor, 3))}
-    if quantization == "4bit":
-        kw["quantization"] = "bitsandbytes"
-    return kw
-
+# --- the `plan` CLI ------------------------------------------------------------------------------------
 
 def _shape_from_args(a) -> ModelShape:
     if a.config:
@@ -723,14 +396,12 @@ def cli(argv: list[str] | None = None) -> int:
                  ("vocab", int), ("intermediate", int)):
         p.add_argument(f"--{k}", type=t, default=None, help="explicit model numbers (with --params-b)")
     p.add_argument("--tied", action="store_true", help="explicit model: tied input/output embeddings")
-    from . import field_docs
-
     docs = field_docs(PlanConfig)
     for f in fields(PlanConfig):
         flag = "--" + f.name.replace("_", "-")
         doc = docs.get(f.name, "")
         if f.type in ("bool",):
-            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes", "on"), default=f.default,
+            p.add_argument(flag, type=parse_bool, default=f.default,
                            help=f"{doc} true/false (default {f.default})")
         elif f.name == "loss_tokens":
             p.add_argument(flag, type=int, default=None, help=doc)
@@ -767,9 +438,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["ddp-smoke"]:
-        rep = ddp_smoke_step(int(sys.argv[2]) if len(sys.argv) > 2 else 256)
-        if rep["rank"] == 0:
-            print("@@" + json.dumps(rep), flush=True)
-        sys.exit(0)
     sys.exit(cli())

@@ -1,10 +1,11 @@
 """Stage I: long-context supervised fine-tuning of a generative judge on trl's ``SFTTrainer``.
 
-The training examples are conversational *prompt/completion* pairs (made by :mod:`.synth`):
-the prompt is the judge prompt with its long context, the completion is the judgement. trl then
-puts the loss on the completion's tokens only (``completion_only_loss``), whatever the chat
-template, which is why we do not rely on ``{% generation %}`` markers (SmolLM2 and Qwen3
-templates have none). :func:`supervised_text` shows, from the real label tensor, what is trained.
+The training examples are conversational *prompt/completion* pairs (made by :mod:`.stage1_data`
+or imported by :mod:`.official`): the prompt is the judge prompt with its long context, the
+completion is the judgement. trl then puts the loss on the completion's tokens only
+(``completion_only_loss``), whatever the chat template, which is why we do not rely on
+``{% generation %}`` markers (SmolLM2 and Qwen3 templates have none). :func:`supervised_text`
+shows, from the real label tensor, what is trained.
 
 Methods: ``full`` fine-tuning, ``lora``, or ``qlora`` (4-bit nf4 base + LoRA, via bitsandbytes,
 which also runs on CPU). Attention is FlashAttention-2 when it is installed and a GPU is used,
@@ -17,14 +18,15 @@ the tokenizer, ``longrm.json``, ``sft_run.json`` and ``train_log.jsonl`` into ``
 """
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from .. import models
 from ..constants import STAGE1_TABLE4
+from ..io import write_json, write_jsonl
+from ..runtime import pick_device, quiet, seed_everything
 
 METHODS = ("full", "lora", "qlora")
 
@@ -260,8 +262,6 @@ def build_trainer(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *,
     """
     from trl import SFTTrainer
 
-    from ..env import pick_device, quiet
-
     quiet()
     import datasets
 
@@ -328,8 +328,6 @@ def train_sft(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *, dev
     """Train one Stage I run and save it to ``out_dir`` (resuming from its last checkpoint)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    from ..env import pick_device, seed_everything
-
     device = pick_device(device)
     seed_everything(cfg.seed)
     mem = _MemoryCallback(device)
@@ -348,10 +346,8 @@ def train_sft(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *, dev
     log = [dict(r) for r in trainer.state.log_history]
     models.save_model(trained, out_dir, base=_base_preset(cfg.base), method=cfg.method, stage="stage1-sft",
                       steps=trainer.state.global_step, **(extra_meta or {}))
-    (out_dir / "sft_run.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
-    with open(out_dir / "train_log.jsonl", "w") as f:
-        for r in log:
-            f.write(json.dumps(r) + "\n")
+    write_json(out_dir / "sft_run.json", asdict(cfg))
+    write_jsonl(log, out_dir / "train_log.jsonl")
     return SFTResult(out_dir, trained, log, len(lengths), skipped, lengths, wall, mem.peak, resumed, loaded.attn,
                      packing, n_train, n_total)
 
@@ -369,25 +365,6 @@ def losses(log: Sequence[dict]) -> tuple[list[int], list[float]]:
     """(steps, training losses) from a trainer log."""
     pts = [(r["step"], r["loss"]) for r in log if "loss" in r and "step" in r]
     return [p[0] for p in pts], [p[1] for p in pts]
-
-
-# --- evaluation helpers used by notebook 04 ------------------------------------------------------------
-
-def metrics_on(predictions_path: str | Path, records: Sequence[dict]) -> dict | None:
-    """Re-score saved predictions restricted to ``records`` (by task and id); None if some are missing.
-
-    This reuses an earlier notebook's judging of the same items as the 'before' figure.
-    """
-    from ..judge import score
-
-    p = Path(predictions_path)
-    if not p.is_file():
-        return None
-    want = {(str(r["task"]), str(r["id"])) for r in records}
-    preds = [x for x in score.read_predictions(p) if (str(x["task"]), str(x["id"])) in want]
-    if {(str(x["task"]), str(x["id"])) for x in preds} != want:
-        return None
-    return score.score_predictions(preds)[1]
 
 
 def train_stages(cfg: SFTRun, stages: Sequence[tuple[str, Sequence[dict], int]], out_dir: str | Path, *,

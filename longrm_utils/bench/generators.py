@@ -1,4 +1,4 @@
-"""Offline task generators for the seven Long-RewardBench tasks, and loaders for the paper's hub sources.
+"""Offline task generators for the seven Long-RewardBench tasks.
 
 Every generator writes a *triplet* (question, long context, golden answer) with a computed
 ground truth, and a context whose length is exact to the token for the tokenizer it is given:
@@ -7,234 +7,26 @@ ground truth, and a context whose length is exact to the token for the tokenizer
   (documents of the same genre about other entities, which carry the plausible wrong values that
   perturbed answers use, so that a wrong answer overlaps the context as much as a right one)
   and **filler** documents, keeping the evidence in order;
-* the last document is grown word by word until the whole context has exactly the target count.
+* the last document is grown word by word until the whole context has exactly the target count
+  (:func:`longrm_utils.bench.text.assemble`).
 
 The golden answer is a list of ``k`` *slots* (values). A candidate answer is the same fluent
 sentence template filled with some slots replaced by wrong values that occur in the context, so
-answers are length-matched and overlap-matched by construction (see ``construct.py``).
-
-Hub loaders (LongBench, InfiniteBench, LEval, BABILong, L-CiteEval, LongSafety) map a source
-record to a :class:`Triplet`; they run only behind ``use_hub=True`` and are tested on local
-sample files (``data/samples/``) that follow the sources' formats.
+answers are length-matched and overlap-matched by construction (see :mod:`longrm_utils.bench.candidates`).
 """
 from __future__ import annotations
 
-import json
-import os
+import contextlib
+import io
 import random
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..constants import TASKS
+from .text import Assembled, ContextTooShort, Namer, TokenCounter, assemble, prose_doc, prose_sentence
 
-SEP = "\n\n"
 GENERATOR_SOURCE = "longrm-gen"
 """``source`` prefix of generated records (``longrm-gen/<subtask>``)."""
-
-
-class ContextTooShort(ValueError):
-    """The evidence alone does not fit the target length (or a source context is shorter than a bucket)."""
-
-
-class SourceFormatError(ValueError):
-    """A hub or sample record lacks a field; the message names file, line and field."""
-
-
-# --- token counting ---------------------------------------------------------------------------------
-
-class TokenCounter:
-    """Counts tokens of a text with a named tokenizer (no special tokens); memoises short strings."""
-
-    def __init__(self, tokenizer, name: str):
-        if tokenizer is None:
-            raise ValueError("a tokenizer is required to measure contexts")
-        self.tokenizer, self.name = tokenizer, name
-        self._memo: dict[str, int] = {}
-
-    def __call__(self, text: str) -> int:
-        if len(text) < 400:
-            n = self._memo.get(text)
-            if n is None:
-                n = self._memo[text] = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-            return n
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def counter_for(name: str, seed: int = 0) -> TokenCounter:
-    """A counter for a registry preset (``tiny``, ``smollm2-135m-instruct``, …) or a tokenizer folder."""
-    from .. import models
-
-    if name in ("tiny", "tiny-rm"):
-        folder = str(models.build_tiny(seed))
-    elif name.startswith("smollm2"):
-        folder = str(models.smollm2_dir())
-    elif Path(name).is_dir():
-        folder = name
-    else:
-        spec = models.get_spec(name)
-        models.check_hub(spec.hf_id, "tokenizer")
-        folder = spec.hf_id
-    spec = models.REGISTRY.get(name) or models.ModelSpec(name, models.GENERATIVE, "local")
-    return TokenCounter(models.load_tokenizer(folder, spec), name)
-
-
-# --- names and prose ---------------------------------------------------------------------------------
-
-_SYL = ("ka lo mir ten vos ra del un sa bri to nel quo fa ri zen ol ma gu ver an tis por le cal dun ew "
-        "ha sor bel im rok va pel ste").split()
-_FIRST = ("Ada Bruno Clara Dario Elin Farah Goran Hana Ivo Jana Kofi Lena Mateo Nadia Oskar Priya Quentin "
-          "Rosa Sami Tomas Uma Viktor Wanda Yusuf Zora Emil Ines Leon Mira Pavel").split()
-_TOPICS = ("harbour", "orchard", "railway", "bakery", "choir", "ferry", "quarry", "lighthouse", "library",
-           "market", "mill", "school", "garden", "bridge", "festival", "museum", "vineyard", "workshop")
-_VERBS = ("repaired", "visited", "described", "painted", "measured", "cleaned", "opened", "photographed",
-          "recorded", "inspected", "moved", "restored", "planted", "counted", "sold", "mapped")
-_ADJ = ("quiet", "narrow", "old", "busy", "bright", "wooden", "northern", "small", "crowded", "green",
-        "stone", "windy", "tall", "early", "late", "long")
-_NOUNS = ("path", "roof", "window", "wall", "boat", "field", "tower", "gate", "street", "hall", "room",
-          "cart", "bench", "lamp", "river", "hill")
-FILLER_WORDS = tuple("the a of and to in on with near over under after before while during some many "
-                     "river hill lamp field wall road tree stone cloud bird boat coat".split())
-
-
-class Namer:
-    """Unique invented names within one item (no clash between evidence and distractors)."""
-
-    def __init__(self, rng: random.Random):
-        self.rng, self.used = rng, set()
-
-    def _fresh(self, make: Callable[[], str]) -> str:
-        for _ in range(1000):
-            x = make()
-            if x not in self.used:
-                self.used.add(x)
-                return x
-        raise RuntimeError("name space exhausted")
-
-    def word(self, syl: int = 2) -> str:
-        return self._fresh(lambda: "".join(self.rng.choice(_SYL) for _ in range(syl)).capitalize())
-
-    def person(self) -> str:
-        return self._fresh(lambda: f"{self.rng.choice(_FIRST)} {''.join(self.rng.choice(_SYL) for _ in range(2)).capitalize()}")
-
-    def number(self, lo: int, hi: int) -> str:
-        return self._fresh(lambda: str(self.rng.randint(lo, hi)))
-
-
-def prose_sentence(rng: random.Random, namer: Namer | None = None) -> str:
-    who = namer.person() if namer is not None and rng.random() < 0.3 else f"A {rng.choice(_ADJ)} visitor"
-    return (f"{who} {rng.choice(_VERBS)} the {rng.choice(_ADJ)} {rng.choice(_NOUNS)} near the "
-            f"{rng.choice(_TOPICS)} {rng.choice(['in spring', 'at dawn', 'last year', 'after the rain', 'twice', 'slowly'])}.")
-
-
-def prose_doc(rng: random.Random, namer: Namer | None = None, n: tuple[int, int] = (3, 7)) -> str:
-    place = namer.word() if namer is not None else "the town"
-    head = f"Notes on the {rng.choice(_TOPICS)} of {place}."
-    return " ".join([head] + [prose_sentence(rng) for _ in range(rng.randint(*n))])
-
-
-# --- assembling a context of an exact length ---------------------------------------------------------
-
-@dataclass
-class Assembled:
-    text: str
-    n_tokens: int
-    required_spans: list[tuple[int, int]]
-    """Character spans of the required documents in ``text``, in the order given."""
-    required_numbers: list[int]
-    """1-based document numbers of the required documents (for numbered contexts such as Cite)."""
-    n_docs: int
-
-
-def _fit_tail(count: TokenCounter, need: int, rng: random.Random, prefix: str) -> str:
-    """Words (after ``prefix``) whose ``SEP + text`` counts exactly ``need`` tokens under ``count``."""
-    words: list[str] = []
-
-    def n(ws):
-        return count(SEP + prefix + " ".join(ws))
-
-    base = n([])
-    if need < base:
-        raise ContextTooShort(f"tail needs {need} tokens but its prefix alone has {base}")
-    guard = 0
-    while n(words) < need and guard < 100000:
-        words.append(rng.choice(FILLER_WORDS))
-        guard += 1
-    for _ in range(200):
-        cur = n(words)
-        if cur == need:
-            return prefix + " ".join(words)
-        if cur > need:
-            words.pop()
-        cands = [w for w in FILLER_WORDS + ("a", "I", "x", ".", ",") if n(words + [w]) == need]
-        if cands:
-            return prefix + " ".join(words + [rng.choice(cands)])
-        words.append(rng.choice(FILLER_WORDS))
-        if n(words) > need + 3:
-            del words[-2:]
-    raise RuntimeError(f"could not fit the last document to exactly {need} tokens with tokenizer {count.name!r}")
-
-
-def assemble(required: Sequence[str], target: int, count: TokenCounter, rng: random.Random,
-             filler: Callable[[random.Random], str], *, numbered: bool = False, tail_prefix: str = "",
-             reserve: int | None = None) -> Assembled:
-    """Place ``required`` documents (in order) among filler documents; the result has exactly ``target`` tokens.
-
-    Tokens of concatenated documents are not always additive, so the last document is grown
-    against the real count of the whole text (a few full re-counts at most), and filler
-    documents are dropped when the joined body overshoots.
-    """
-    fmt = (lambda i, d: f"[{i}] {d}") if numbered else (lambda i, d: d)
-    req_tokens = sum(count(fmt(99, d)) + 2 for d in required)
-    reserve = reserve if reserve is not None else (48 if target >= 2048 else 16)
-    if req_tokens + reserve > target:
-        raise ContextTooShort(f"the evidence needs about {req_tokens} tokens, more than the target {target} "
-                              f"minus {reserve} reserved for the last document")
-    fill, used = [], req_tokens
-    while True:
-        d = filler(rng)
-        c = count(d) + 2
-        if used + c > target - reserve:
-            break
-        fill.append(d)
-        used += c
-    n_req = len(required)
-    slots = sorted(rng.sample(range(len(fill) + n_req), n_req))
-    while True:
-        n_total = len(fill) + n_req
-        slots = [min(p, n_total - n_req + i) for i, p in enumerate(slots)]
-        docs, pos_of, fi, k = [], [], iter(fill), 0
-        for pos in range(n_total):
-            if k < n_req and pos == slots[k]:
-                docs.append(required[k])
-                pos_of.append(pos)
-                k += 1
-            else:
-                docs.append(next(fi))
-        texts = [fmt(i + 1, d) for i, d in enumerate(docs)]
-        body = SEP.join(texts)
-        tprefix = (f"[{n_total + 1}] " if numbered else "") + tail_prefix
-        nb = count(body)
-        if target - nb >= count(SEP + tprefix) + 4:
-            break
-        if not fill:
-            raise ContextTooShort(f"the evidence alone has {nb} tokens, more than the target {target}")
-        fill.pop()
-    starts, off = [], 0
-    for t in texts:
-        starts.append(off)
-        off += len(t) + len(SEP)
-    spans = [(starts[p], starts[p] + len(texts[p])) for p in pos_of]
-    drift, got = 0, -1
-    for _ in range(6):
-        tail = _fit_tail(count, target - nb - drift, rng, tprefix)
-        text = body + SEP + tail
-        got = count(text)
-        if got == target:
-            return Assembled(text, got, spans, [p + 1 for p in pos_of], n_total + 1)
-        drift += got - target
-    raise RuntimeError(f"could not reach exactly {target} tokens with tokenizer {count.name!r} (last {got})")
 
 
 # --- task specifications -------------------------------------------------------------------------------
@@ -516,9 +308,6 @@ def _spec_code(rng: random.Random, namer: Namer, subtask: str | None) -> Spec:
     inv = {old: new for new, old in enumerate(order)}
     namespace: dict[str, Any] = {}
     exec("\n\n".join(required), namespace)  # our own generated code: the ground truth comes from running it
-    import contextlib
-    import io
-
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         namespace["main"]()
@@ -620,7 +409,6 @@ GENERATORS: dict[str, Callable[[random.Random, Namer, str | None], Spec]] = {
     "LongQA": _spec_longqa, "Summ": _spec_summ, "Safety": _spec_safety, "ICL": _spec_icl,
     "Cite": _spec_cite, "Code": _spec_code, "Math": _spec_math,
 }
-SUBTASKS = {"LongQA": ("single-doc", "multi-doc", "multi-hop")}
 
 
 def item_rng(seed: int, *parts: Any) -> random.Random:
@@ -658,179 +446,3 @@ def generate(task: str, target_tokens: int | tuple[int, int], count: TokenCounte
                    slot_ev, spec.render, spec.reference(spec.slots), (seed, task, index, target_tokens),
                    dict(spec.extra, confuser_spans=[a.required_spans[i] for i in range(len(spec.required))
                                                     if i not in spec.evidence]))
-
-
-# --- hub sources -----------------------------------------------------------------------------------------
-
-HUB_SOURCES = {
-    "longbench": {"hub_id": "THUDM/LongBench", "tasks": ("LongQA", "Summ", "Code", "ICL"),
-                  "fields": ("input", "context", "answers")},
-    "infinitebench": {"hub_id": "xinrongzhang2022/InfiniteBench", "tasks": ("LongQA", "Summ", "Code", "Math"),
-                      "fields": ("input", "context", "answer")},
-    "leval": {"hub_id": "L4NLP/LEval", "tasks": ("LongQA", "Summ"), "fields": ("input", "outputs")},
-    "babilong": {"hub_id": "RMT-team/babilong", "tasks": ("LongQA",), "fields": ("input", "question", "target")},
-    "l-citeeval": {"hub_id": "Jonaszky123/L-CiteEval", "tasks": ("Cite",), "fields": ("question", "docs", "answer")},
-    "longsafety": {"hub_id": "thu-coai/LongSafety", "tasks": ("Safety",), "fields": ("instruction", "context")},
-}
-"""The paper's sources, their hub ids, which of our tasks they feed, and the fields our loaders read."""
-
-
-@dataclass
-class SourceRecord:
-    """A (question, context, golden answer) triplet read from a hub source."""
-
-    task: str
-    source: str
-    subtask: str
-    question: str
-    context: str
-    golden: str
-    reference: dict
-    line: int
-
-
-def _reference(golden: str, **extra) -> dict:
-    """A reference dict every task metric can read, from one golden answer string."""
-    nums = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", golden.replace(",", ""))]
-    ref = {"answer": golden, "summary": golden, "outputs": golden.split() or [golden],
-           "steps": nums[-1:] if nums else [], "labels": [golden.strip()], "label_set": [golden.strip()],
-           "sensitive": [], "statements": [[golden, []]]}
-    ref.update(extra)
-    return ref
-
-
-def _need(rec: dict, key: str, file, line) -> Any:
-    if key not in rec:
-        raise SourceFormatError(f"{file} line {line}: field {key!r} missing (has {sorted(rec)})")
-    return rec[key]
-
-
-def parse_source_record(source: str, rec: dict, *, file="<memory>", line: int = 0, task: str | None = None) -> SourceRecord:
-    """Map one record of a hub source to a :class:`SourceRecord` (raises :class:`SourceFormatError`)."""
-    if source not in HUB_SOURCES:
-        raise ValueError(f"unknown source {source!r}; have {sorted(HUB_SOURCES)}")
-    task = task or HUB_SOURCES[source]["tasks"][0]
-    g = lambda k: _need(rec, k, file, line)  # noqa: E731
-    if source == "longbench":
-        ans = g("answers")
-        golden = ans[0] if isinstance(ans, list) and ans else str(ans)
-        sub = rec.get("dataset", "longbench")
-        return SourceRecord(task, f"LongBench/{sub}", sub, g("input"), g("context"), golden,
-                            _reference(golden), line)
-    if source == "infinitebench":
-        ans = g("answer")
-        golden = ans[0] if isinstance(ans, list) and ans else str(ans)
-        return SourceRecord(task, "InfiniteBench", rec.get("id", "infinitebench") and "infinitebench", g("input"),
-                            g("context"), golden, _reference(golden), line)
-    if source == "leval":
-        outs, ins = g("outputs"), g("instructions") if "instructions" in rec else [g("input")]
-        ctx = rec.get("input") if "instructions" in rec else g("context")
-        return SourceRecord(task, "LEval", rec.get("evaluation", "leval"), ins[0], ctx, outs[0],
-                            _reference(outs[0]), line)
-    if source == "babilong":
-        tgt = g("target")
-        return SourceRecord(task, "BABILong", "qa", g("question"), g("input"), tgt, _reference(tgt), line)
-    if source == "l-citeeval":
-        docs = g("docs")
-        ctx = SEP.join(f"[{i + 1}] {d}" for i, d in enumerate(docs))
-        ans = g("answer")
-        golden = ans[0] if isinstance(ans, list) else ans
-        return SourceRecord("Cite", "L-CiteEval", rec.get("dataset", "citation"), g("question"), ctx, golden,
-                            _reference(golden, statements=[
-                                [st, sorted({int(x) for x in re.findall(r"\[(\d+)\]", st)})]
-                                for st in re.split(r"(?<=[.!?])\s+", golden) if st.strip()]), line)
-    if source == "longsafety":
-        ins = g("instruction")
-        return SourceRecord("Safety", "LongSafety", rec.get("safety_type", "safety"), ins, g("context"),
-                            "I can't help with that request.", _reference("I can't help with that request."), line)
-    raise AssertionError(source)
-
-
-def load_source(source: str, path_or_hub: str | os.PathLike | None = None, *, use_hub: bool = False,
-                limit: int | None = None, task: str | None = None) -> tuple[list[SourceRecord], list[str]]:
-    """Read a source from a local JSONL/JSON file, or (``use_hub=True``) from the hub.
-
-    ``source`` may name a hub configuration and split as ``name/config/split``, e.g.
-    ``babilong/4k/qa2`` or ``longbench/hotpotqa`` (split ``test`` by default).
-    Returns (records, skips): malformed records are skipped, each skip a message naming file,
-    line and field; the caller shows the count (nothing is dropped silently).
-    """
-    source, *sel = source.split("/")
-    config = sel[0] if sel else None
-    split = sel[1] if len(sel) > 1 else "test"
-    info = HUB_SOURCES.get(source)
-    if info is None:
-        raise ValueError(f"unknown source {source!r}; have {sorted(HUB_SOURCES)}")
-    rows: list[tuple[int, dict]] = []
-    fname = str(path_or_hub or info["hub_id"])
-    if path_or_hub is not None and Path(path_or_hub).exists():
-        p = Path(path_or_hub)
-        text = p.read_text(encoding="utf-8")
-        if p.suffix == ".json":
-            data = json.loads(text)
-            rows = list(enumerate(data if isinstance(data, list) else data.get("data", []), 1))
-        else:
-            for n, line in enumerate(text.splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append((n, json.loads(line)))
-                    except json.JSONDecodeError as e:
-                        rows.append((n, {"__error__": f"not valid JSON ({e.msg})"}))
-    else:
-        if not use_hub:
-            raise FileNotFoundError(f"source {source!r}: no local file {path_or_hub!r}; pass use_hub=True to read "
-                                    f"{info['hub_id']} from the Hugging Face hub")
-        from datasets import load_dataset
-
-        from ..models import check_hub
-
-        check_hub(info["hub_id"], "dataset")
-        ds = load_dataset(str(path_or_hub or info["hub_id"]), config, split=split)
-        rows = list(enumerate(ds.select(range(min(len(ds), limit))) if limit else ds, 1))
-    out, skips = [], []
-    for n, r in rows:
-        if limit is not None and len(out) >= limit:
-            break
-        if "__error__" in r:
-            skips.append(f"{fname} line {n}: {r['__error__']}")
-            continue
-        try:
-            out.append(parse_source_record(source, r, file=fname, line=n, task=task))
-        except SourceFormatError as e:
-            skips.append(str(e))
-    return out, skips
-
-
-def fit_source_context(rec: SourceRecord, target: int, count: TokenCounter) -> str:
-    """Cut a source context to exactly ``target`` tokens (its head kept); a shorter context is an error.
-
-    Decoding a token prefix and re-encoding it does not always give the same count, so the prefix
-    length is corrected until the re-count matches.
-    """
-    ids = count.tokenizer(rec.context, add_special_tokens=False)["input_ids"]
-    if len(ids) < target:
-        raise ContextTooShort(f"{rec.source} line {rec.line}: context has {len(ids)} tokens, fewer than the "
-                              f"bucket's {target}")
-    k, tried = target, set()
-    for _ in range(32):
-        tried.add(k)
-        text = count.tokenizer.decode(ids[:k], skip_special_tokens=True)
-        n = count(text)
-        if n == target:
-            return text
-        k = min(len(ids), max(1, k + (target - n)))
-        if k in tried:
-            k = min(len(ids), max(1, k + (1 if n < target else -1)))
-    raise RuntimeError(f"{rec.source} line {rec.line}: could not cut the context to exactly {target} tokens")
-
-
-def triplet_from_source(rec: SourceRecord, target: int, count: TokenCounter) -> Triplet:
-    """A :class:`Triplet` from a hub record, its context cut to exactly ``target`` tokens.
-
-    It has no answer slots (``render`` is None): candidates for it come from a policy model
-    (``construct.policy_item``), as in the paper.
-    """
-    ctx = fit_source_context(rec, target, count)
-    return Triplet(rec.task, rec.subtask, rec.source, "Answer the question using the context.", rec.question, ctx,
-                   target, count.name, [], [], [], [], None, None, rec.reference, (rec.source, rec.line, target),
-                   {"golden": rec.golden})

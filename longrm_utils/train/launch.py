@@ -1,0 +1,143 @@
+"""Multi-GPU launch configs and a multi-process smoke test (notebook 08).
+
+* :func:`accelerate_configs` / :func:`launch_plan`: the course's ``configs/accelerate/*.yaml``,
+  parsed exactly as ``accelerate launch --config_file`` parses them, with the environment each rank
+  would get; no GPU and no deepspeed needed.
+* :func:`run_ddp_smoke`: one real DDP training step of the tiny model on CPU processes (torchrun,
+  gloo), checking that the ranks end with identical parameters.
+* :data:`CP_ON_CPU`: why context parallelism cannot be shown on CPU.
+
+``python -m longrm_utils.train.launch ddp-smoke [seq_len]`` is the torchrun worker entry point.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .. import models
+from ..constants import REPO_ROOT
+from ..runtime import quiet, set_threads
+
+def accelerate_configs() -> dict[str, Path]:
+    """The course's accelerate configs (``configs/accelerate/*.yaml``) by stem."""
+    return {p.stem: p for p in sorted((REPO_ROOT / "configs" / "accelerate").glob("*.yaml"))}
+
+
+def launch_plan(path: str | os.PathLike) -> dict:
+    """Parse an accelerate config exactly as ``accelerate launch --config_file`` does (accelerate 1.15),
+    build the environment the launcher would give each rank, and instantiate the parallelism and
+    FSDP settings from it. Raises ``ValueError`` naming the file when any step refuses it.
+
+    Returns ``{file, distributed_type, num_processes, mixed_precision, zero_stage, fsdp_version,
+    parallelism: {dp_shard, cp, sp, ...} or None, env}``. Needs no GPU and no deepspeed.
+    """
+    from unittest import mock
+
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.parallelism_config import ParallelismConfig
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env, prepare_simple_launcher_cmd_env
+
+    path = Path(path)
+    try:
+        args = launch_command_parser().parse_args(["--config_file", str(path), "train.py"])
+        args, defaults, mp_from_config = _validate_launch_command(args)
+        dtype = str(defaults.distributed_type).split(".")[-1]
+        if args.use_deepspeed:
+            keys = list(defaults.deepspeed_config or {}) + (["mixed_precision"] if mp_from_config else [])
+            args.deepspeed_fields_from_accelerate_config = ",".join(keys)
+            _, env = prepare_deepspeed_cmd_env(args)
+        elif args.use_fsdp or args.multi_gpu:
+            env = prepare_multi_gpu_env(args)
+        else:
+            _, env = prepare_simple_launcher_cmd_env(args)
+        with mock.patch.dict(os.environ, env):
+            pc = ParallelismConfig() if env.get("ACCELERATE_USE_PARALLELISM_CONFIG") == "true" else None
+            fsdp = FullyShardedDataParallelPlugin() if env.get("ACCELERATE_USE_FSDP") == "true" else None
+    except Exception as e:  # accelerate raises ValueError, AssertionError, KeyError...
+        raise ValueError(f"{path}: accelerate refuses this config: {type(e).__name__}: {e}") from e
+    par = None
+    if pc is not None:
+        par = {"dp_replicate": pc.dp_replicate_size, "dp_shard": pc.dp_shard_size, "tp": pc.tp_size,
+               "cp": pc.cp_size, "sp": pc.sp_size, "total": pc.total_size}
+        world = int(args.num_processes) * int(args.num_machines or 1)
+        if pc.sp_size == 1 and pc.total_size != world:
+            raise ValueError(f"{path}: parallelism sizes multiply to {pc.total_size}, but num_processes is {world}")
+        if pc.sp_size > 1 and world % pc.sp_size:
+            raise ValueError(f"{path}: sp_size {pc.sp_size} does not divide num_processes {world}")
+    zero = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    return {"file": str(path), "distributed_type": dtype, "num_processes": int(args.num_processes),
+            "mixed_precision": args.mixed_precision, "zero_stage": int(zero) if zero else None,
+            "fsdp_version": getattr(fsdp, "fsdp_version", None), "parallelism": par, "env": env}
+
+
+CP_ON_CPU = (
+    "Context parallelism cannot run on CPU with accelerate 1.15 / torch 2.13: accelerate accepts a "
+    "ParallelismConfig only under FSDP2, multi-GPU or DeepSpeed (Accelerator(cpu=True) makes the run "
+    "MULTI_CPU, which ParallelismConfig._validate_accelerator refuses), and torch's ring attention "
+    "(torch.distributed.tensor.experimental.context_parallel) only replaces the CUDA SDPA kernels "
+    "(flash, mem-efficient, cuDNN), not the CPU one. DeepSpeed-Ulysses needs deepspeed and NCCL. "
+    "configs/accelerate/README.md gives the GPU launch commands.")
+
+
+def ddp_smoke_step(seq_len: int = 256) -> dict:
+    """One DDP training step of the tiny model, run under ``torchrun --nproc_per_node 2`` on CPU (gloo).
+
+    Each rank trains on different tokens; after the step the ranks' parameters must be identical
+    (gradients were all-reduced). Rank 0 returns the report; every rank returns it.
+    """
+    import torch
+    from accelerate import Accelerator
+
+    quiet()
+    set_threads(1)
+    acc = Accelerator(cpu=True)
+    loaded = models.load("tiny", device="cpu", attn="sdpa", trainable=True)
+    model = loaded.model
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model, opt = acc.prepare(model, opt)
+    g = torch.Generator().manual_seed(1000 + acc.process_index)
+    ids = torch.randint(4, model.module.config.vocab_size if hasattr(model, "module") else 4096, (1, seq_len), generator=g)
+    out = model(input_ids=ids, labels=ids, use_cache=False)
+    acc.backward(out.loss)
+    opt.step()
+    opt.zero_grad()
+    flat = torch.cat([p.detach().reshape(-1) for p in acc.unwrap_model(model).parameters()])
+    checksums = acc.gather(torch.tensor([float(flat.double().sum()), float(flat.double().abs().sum())]).unsqueeze(0))
+    losses = acc.gather(out.loss.detach().reshape(1))
+    return {"distributed_type": str(acc.distributed_type).split(".")[-1], "world_size": acc.num_processes,
+            "backend": acc.state.backend, "rank": acc.process_index, "losses": losses.tolist(),
+            "param_checksums": checksums.tolist()}
+
+
+def run_ddp_smoke(nproc: int = 2, seq_len: int = 256, timeout: float = 180) -> dict:
+    """Launch :func:`ddp_smoke_step` on ``nproc`` CPU processes with torchrun; return rank 0's report."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
+           "-m", "longrm_utils.train.launch", "ddp-smoke", str(seq_len)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=str(REPO_ROOT), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun's workers too (their own session)
+        proc.communicate()
+        raise RuntimeError(f"torchrun DDP smoke test timed out after {timeout:.0f} s: {' '.join(cmd)}")
+    lines = [ln for ln in out.splitlines() if ln.startswith("@@")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"torchrun DDP smoke test failed (exit {proc.returncode}):\n{err[-3000:]}")
+    return {**json.loads(lines[0][2:]), "command": " ".join(cmd[2:])}
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["ddp-smoke"]:
+        sys.exit("usage: python -m longrm_utils.train.launch ddp-smoke [seq_len]  (run by torchrun, see run_ddp_smoke)")
+    rep = ddp_smoke_step(int(sys.argv[2]) if len(sys.argv) > 2 else 256)
+    if rep["rank"] == 0:
+        print("@@" + json.dumps(rep), flush=True)

@@ -1,0 +1,77 @@
+"""Lessons are computed from prediction lines by one function; these check it on hand-made lines."""
+import json
+
+import pytest
+
+from longrm_utils.evaluate import lessons
+
+
+def line(i, pas, *, ranking, order=(0, 1), task="LongQA", tasktype="PairWise", bucket="short", parse_error=None):
+    score = 0.0 if ranking is None else sum(r == o for r, o in zip(ranking, order)) / len(order)
+    return {"task": task, "id": str(i), "tasktype": tasktype, "subtype": "same", "ctx_length_for_length": bucket,
+            "pass": pas, "order": list(order), "raw": None, "ranking": None if ranking is None else list(ranking),
+            "parse_error": parse_error, "score": score}
+
+
+def judge(n, *, right, always_a=False, fail=0):
+    """n pairs judged in both orders: the first `right` right in both; `always_a` picks slot A; `fail` unparsed."""
+    out = []
+    for i in range(n):
+        for pas, order in ((0, (0, 1)), (1, (1, 0))):
+            if i < fail:
+                out.append(line(i, pas, ranking=None, order=order, parse_error="no_verdict"))
+            elif always_a:
+                out.append(line(i, pas, ranking=(0, 1), order=order))
+            else:
+                good = i < right
+                out.append(line(i, pas, ranking=order if good else order[::-1], order=order))
+    return out
+
+
+def test_per_item_metrics_follow_their_definitions():
+    preds = judge(4, right=2, fail=1)
+    assert lessons.per_item(preds, "parse_failure_rate")[("LongQA", "0")] == 1.0
+    acc = lessons.per_item(preds, "two_order_accuracy")
+    assert acc[("LongQA", "1")] == 1.0 and acc[("LongQA", "3")] == 0.0 and acc[("LongQA", "0")] == 0.0
+    assert lessons.per_item(preds, "consistent_accuracy")[("LongQA", "1")] == 1.0
+    bias = lessons.per_item(judge(3, right=0, always_a=True), "bias_rate")
+    assert set(bias.values()) == {1.0}  # slot A wins both passes: the verdict followed the position
+    assert ("LongQA", "0") not in lessons.per_item(preds, "bias_rate")  # not parsed in both passes: left out
+    with pytest.raises(ValueError, match="unknown lesson metric"):
+        lessons.per_item(preds, "accuracy")
+
+
+def test_filter_keeps_only_matching_lines():
+    preds = judge(3, right=3) + [dict(p, id="x" + p["id"], ctx_length_for_length="8k") for p in judge(3, right=0)]
+    assert lessons.per_item(preds, "two_order_accuracy", {"ctx_length_for_length": "8k"}) == {
+        ("LongQA", "x0"): 0.0, ("LongQA", "x1"): 0.0, ("LongQA", "x2"): 0.0}
+
+
+def test_a_real_improvement_holds_and_noise_does_not():
+    before, after = judge(60, right=30), judge(60, right=60)
+    m = lessons.measure(before, after, "two_order_accuracy")
+    assert m["paired"] and m["n_items"] == 60 and m["before_value"] == 0.5 and m["after_value"] == 1.0
+    assert m["diff_ci95"][0] > 0.3
+    assert lessons.holds(lessons.RULES["scalar_rm_learns"], m)
+    flat = lessons.measure(before, judge(60, right=32), "two_order_accuracy")
+    assert not lessons.holds(lessons.RULES["scalar_rm_learns"], flat)  # +0.03: interval spans 0, change < 0.20
+    few = lessons.measure(judge(20, right=10), judge(20, right=20), "two_order_accuracy")
+    assert not lessons.holds(lessons.RULES["scalar_rm_learns"], few)  # too few items
+
+
+def test_unpaired_when_items_differ(tmp_path):
+    short = judge(40, right=38)
+    long = [dict(p, id="L" + p["id"]) for p in judge(40, right=10)]
+    m = lessons.measure(short, long, "two_order_accuracy")
+    assert not m["paired"] and m["diff_ci95"][1] < 0
+    assert lessons.holds(lessons.RULES["length_decline"], m)
+
+
+def test_lesson_entry_is_relative_and_computed(tmp_path):
+    for name, preds in (("a", judge(50, right=0, fail=50)), ("b", judge(50, right=25))):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    e = lessons.lesson("format_fixed", notebook="04", claim="Stage I fixes the format", metric="parse_failure_rate",
+                       root=tmp_path, before="a/predictions.jsonl", after=tmp_path / "b" / "predictions.jsonl")
+    assert e["before"]["predictions"] == "a/predictions.jsonl" and e["after"]["predictions"] == "b/predictions.jsonl"
+    assert e["before_value"] == 1.0 and e["after_value"] == 0.0 and e["holds"] is True
