@@ -5,12 +5,11 @@ command is built by its own module from its documented arguments.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 
 from . import models
-from .cli import run_command
+from .cli import ArgumentParser, run_command
 from .course import profiles, run_course
 
 COMMANDS = {
@@ -29,7 +28,7 @@ COMMANDS = {
 
 
 def setup_cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="longrm_utils setup", description=COMMANDS["setup"][1])
+    p = ArgumentParser(prog="longrm_utils setup", description=COMMANDS["setup"][1])
     p.add_argument("--skip-smollm2", action="store_true", help="do not install or cache SmolLM2")
     a = p.parse_args(argv)
     print(f"tiny model: {models.build_tiny(0)}")
@@ -40,7 +39,7 @@ def setup_cli(argv: list[str]) -> int:
 
 
 def course_cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="longrm_utils course", description=COMMANDS["course"][1])
+    p = ArgumentParser(prog="longrm_utils course", description=COMMANDS["course"][1])
     p.add_argument("--profile", default="cpu", help=f"profile name or YAML path (have: {', '.join(profiles())})")
     p.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
     p.add_argument("--only", default=None, help="comma-separated notebook numbers or stems, e.g. 02,03")

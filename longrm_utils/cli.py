@@ -20,6 +20,18 @@ INPUT_ERRORS = (InputError, ValueError, KeyError, FileNotFoundError, NotADirecto
 """Errors that mean the input or the arguments are wrong (exit 2); anything else is a failure (exit 1)."""
 
 
+class UsageError(InputError):
+    """A command-line argument is wrong; the message names it as typed (``--max-new-tokens``)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` instead of printing the usage and exiting, so that
+    argument errors take the same one-line path as every other error."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer of at least 1."""
     try:

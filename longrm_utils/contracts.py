@@ -9,12 +9,14 @@ The benchmark record itself is defined in :mod:`longrm_utils.bench.schema`.
 """
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .constants import BUCKET_ORDER, TASKS, TASKTYPES
 from .io import InputError, iter_jsonl, read_json, unique_rows, write_jsonl
 
 # --- prediction lines -----------------------------------------------------------------------------
@@ -65,18 +67,32 @@ def top1_correct(ranking: Sequence[int] | None, order: Sequence[int]) -> bool:
 
 
 def check_prediction(p: Any, *, file: str | os.PathLike = "<predictions>", line: int | None = None) -> dict:
-    """Raise :class:`InputError` naming file, line, record and field when a line breaks the contract."""
+    """Raise :class:`InputError` naming file, line, record and field when a line breaks the contract:
+    missing fields, an unknown task, task type or bucket, a pass other than 0/1, an order that is
+    not a permutation, a ranking of another length, or a score outside [0, 1] (NaN included)."""
     if not isinstance(p, dict):
         raise InputError(f"expected a JSON object, got {type(p).__name__}", file=file, line=line)
     rid = p.get("id")
+
+    def bad(field: str, msg: str) -> InputError:
+        return InputError(msg, file=file, line=line, rec_id=rid, field=field)
+
     for f in REQUIRED_PRED_FIELDS:
         if f not in p:
-            raise InputError("missing field", file=file, line=line, rec_id=rid, field=f)
-    if not isinstance(p["order"], list) or not p["order"]:
-        raise InputError("must be a non-empty list of true ranks", file=file, line=line, rec_id=rid, field="order")
-    if p["ranking"] is not None and (not isinstance(p["ranking"], list) or len(p["ranking"]) != len(p["order"])):
-        raise InputError(f"must be null or a list as long as 'order' ({len(p['order'])} slots)",
-                         file=file, line=line, rec_id=rid, field="ranking")
+            raise bad(f, "missing field")
+    for name, allowed in (("task", TASKS), ("tasktype", TASKTYPES), ("ctx_length_for_length", BUCKET_ORDER)):
+        if p[name] not in allowed:
+            raise bad(name, f"must be one of {', '.join(allowed)}, got {p[name]!r}")
+    if p["pass"] not in (0, 1) or isinstance(p["pass"], bool):
+        raise bad("pass", f"must be 0 or 1, got {p['pass']!r}")
+    order = p["order"]
+    if not isinstance(order, list) or sorted(order) != list(range(len(order))) or len(order) < 2:
+        raise bad("order", f"must be a permutation of the answers' true ranks, got {order!r}")
+    if p["ranking"] is not None and (not isinstance(p["ranking"], list) or len(p["ranking"]) != len(order)):
+        raise bad("ranking", f"must be null or a list as long as 'order' ({len(order)} slots)")
+    sc = p["score"]
+    if isinstance(sc, bool) or not isinstance(sc, (int, float)) or not math.isfinite(sc) or not 0 <= sc <= 1:
+        raise bad("score", f"must be a number in [0, 1], got {sc!r}")
     return p
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from .constants import CPU_BUDGET_MIN, NOTEBOOK_DIR, NOTEBOOKS, PROFILE_DIR, REPO_ROOT
-from .io import read_json, write_json
+from .io import InputError, read_json, write_json, write_text
 from .models import REGISTRY, SCALAR
 from .rundir import check_parameters as check_declared
 from .rundir import write_manifest
@@ -31,8 +31,8 @@ RESERVED = ("run_dir",)
 CELL_TIMEOUT_S = 1800
 
 
-class ProfileError(ValueError):
-    pass
+class ProfileError(InputError):
+    """A profile, a notebook selection or a profile parameter is wrong."""
 
 
 def profiles() -> list[str]:
@@ -46,7 +46,12 @@ def load_profile(name_or_path: str) -> tuple[str, dict[str, Any]]:
         p = PROFILE_DIR / f"{name_or_path}.yaml"
     if not p.exists():
         raise ProfileError(f"unknown profile {name_or_path!r}; profiles that exist: {', '.join(profiles())}")
-    raw = yaml.safe_load(p.read_text()) or {}
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ProfileError(f"not valid YAML ({getattr(e, 'problem', None) or e})", file=p,
+                           line=None if mark is None else mark.line + 1) from None
     if not isinstance(raw, dict):
         raise ProfileError(f"{p}: a profile is a mapping of notebook stem -> parameters")
     for key in raw:
@@ -146,6 +151,32 @@ def _failing_cell(nb_path: Path) -> str | None:
     return None
 
 
+def _plan(raw: dict, stems: list[str], out: Path, smoke: bool, overrides: dict | None) -> dict[str, dict]:
+    """Every notebook's parameters, each checked against its parameters cell before anything runs."""
+    plan = {}
+    for stem in stems:
+        params = smoke_parameters(raw, stem, out) if smoke else merged_parameters(raw, stem, out)
+        params.update((overrides or {}).get(stem) or {})
+        check_parameters(stem, params)
+        plan[stem] = params
+    return plan
+
+
+def _execute(stem: str, params: dict, out: Path) -> tuple[str, str | None, float]:
+    """Run one notebook with papermill into ``out``; (status, error naming the cell, seconds)."""
+    import papermill as pm
+
+    t0 = time.time()
+    out_nb = out / f"{stem}.ipynb"
+    try:
+        pm.execute_notebook(str(notebook_path(stem)), str(out_nb), parameters=params, kernel_name="python3",
+                            cwd=str(REPO_ROOT / "notebooks"), execution_timeout=CELL_TIMEOUT_S, progress_bar=False,
+                            log_output=False)
+        return "ok", None, time.time() - t0
+    except Exception as e:  # noqa: BLE001 - papermill raises PapermillExecutionError with the cell
+        return "failed", _failing_cell(out_nb) or f"{type(e).__name__}: {str(e)[:500]}", time.time() - t0
+
+
 def run_course(profile: str = "cpu", out: str | os.PathLike = "runs/cpu", only: str | None = None,
                start: str | None = None, budget_scale: float | None = None,
                overrides: dict[str, dict] | None = None, progress: bool = True,
@@ -153,66 +184,43 @@ def run_course(profile: str = "cpu", out: str | os.PathLike = "runs/cpu", only: 
     """Execute the selected notebooks of a profile into ``out``; returns one result per notebook run.
 
     ``smoke=True`` runs a GPU profile on the CPU with its models swapped for the tiny one (see
-    :func:`smoke_parameters`), so that the GPU code paths execute in CI.
+    :func:`smoke_parameters`), so that the GPU code paths execute in CI. A failing notebook stops
+    the run with an error naming the notebook, the cell and the run directory.
     """
-    import papermill as pm
+    from tqdm.auto import tqdm
 
     name, raw = load_profile(profile)
-    out = Path(out)
-    if not out.is_absolute():
-        out = (Path.cwd() / out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    stems = select([s for s in NOTEBOOKS if notebook_path(s).exists()], only, start)
+    if not stems:
+        raise ProfileError(f"the selection (--only {only!r}, --from {start!r}) matches no notebook; "
+                           f"notebooks: {', '.join(NOTEBOOKS)}")
+    out = Path(out) if Path(out).is_absolute() else (Path.cwd() / out).resolve()
     for k, v in (raw.get("env") or {}).items():
         os.environ[str(k)] = str(v)
-    stems = select([s for s in NOTEBOOKS if notebook_path(s).exists()], only, start)
-    plan = {}
-    for stem in stems:  # check every notebook before running any
-        params = smoke_parameters(raw, stem, out) if smoke else merged_parameters(raw, stem, out)
-        for k, v in ((overrides or {}).get(stem) or {}).items():
-            params[k] = v
-        check_parameters(stem, params)
-        plan[stem] = params
-    is_cpu = name.startswith("cpu")
+    plan = _plan(raw, stems, out, smoke, overrides)
+    out.mkdir(parents=True, exist_ok=True)
     write_manifest(out, profile=name, parameters=plan, seed=(raw.get("defaults") or {}).get("seed"),
                    device=(raw.get("defaults") or {}).get("device", "auto"))
     summary_path = out / "summary.json"
     previous = {r["notebook"]: r for r in read_json(summary_path)["notebooks"]} if summary_path.exists() else {}
     results: list[NotebookResult] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(stems), desc=f"course[{name}]", unit="nb")
+    bar = tqdm(total=len(stems), desc=f"course[{name}]", unit="nb", disable=not progress)
     for stem in stems:
-        if bar is not None:
-            bar.set_postfix_str(stem)
-        budget = CPU_BUDGET_MIN.get(stem, 0) * 60 * (budget_scale or 1.0) if is_cpu else None
-        t0 = time.time()
-        err = None
-        out_nb = out / f"{stem}.ipynb"
-        try:
-            pm.execute_notebook(str(notebook_path(stem)), str(out_nb), parameters=plan[stem],
-                                kernel_name="python3", cwd=str(REPO_ROOT / "notebooks"),
-                                execution_timeout=CELL_TIMEOUT_S, progress_bar=False, log_output=False)
-            status = "ok"
-        except Exception as e:  # papermill raises PapermillExecutionError with the cell
-            status = "failed"
-            err = _failing_cell(out_nb) or f"{type(e).__name__}: {str(e)[:500]}"
-        wall = time.time() - t0
+        bar.set_postfix_str(stem)
+        budget = CPU_BUDGET_MIN.get(stem, 0) * 60 * (budget_scale or 1.0) if name.startswith("cpu") else None
+        status, err, wall = _execute(stem, plan[stem], out)
         hl_path = out / "headlines" / f"{stem}.json"
-        headline = read_json(hl_path) if hl_path.exists() else {}
-        res = NotebookResult(stem, status, round(wall, 1), budget, bool(budget and wall > budget), headline, err)
+        res = NotebookResult(stem, status, round(wall, 1), budget, bool(budget and wall > budget),
+                             read_json(hl_path) if hl_path.exists() else {}, err)
         results.append(res)
         previous[stem] = res.__dict__
         _write_summary(out, name, previous)
-        if bar is not None:
-            bar.update(1)
+        bar.update(1)
         if status != "ok":
-            if bar is not None:
-                bar.close()
-            raise RuntimeError(f"notebook {stem} failed at {err}. Executed copy: {out_nb}")
-    if bar is not None:
-        bar.close()
+            bar.close()
+            raise RuntimeError(f"notebook {stem} failed at {err} (run directory {out}; executed copy "
+                               f"{out / (stem + '.ipynb')})")
+    bar.close()
     return results
 
 
@@ -232,7 +240,7 @@ def _write_summary(out: Path, profile: str, by_nb: dict[str, dict]) -> None:
     failed = [r for r in rows if r["status"] != "ok"]
     for r in failed:
         lines += ["", f"**{r['notebook']} failed:** {r.get('error')}"]
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "summary.md", "\n".join(lines) + "\n")
 
 
 def _fmt(v: Any) -> str:

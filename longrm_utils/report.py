@@ -5,12 +5,12 @@ the README's course map from the run's measured ``summary.json``.
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
 import yaml
 
+from .cli import ArgumentParser
 from .constants import COURSE_MAP, NOTEBOOKS, PROFILE_DIR, REPO_ROOT
 from .io import read_json
 
@@ -98,7 +98,7 @@ def render(run: Path, out: Path, html: bool = True, max_figure_kb: int = 400) ->
 
 
 def cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="longrm_utils report", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="longrm_utils report", description=__doc__.splitlines()[0])
     p.add_argument("--run", default="runs/cpu", help="the run directory to render")
     p.add_argument("--out", default="docs/results", help="where to write the pages")
     p.add_argument("--no-html", action="store_true", help="skip the nbconvert HTML export")

@@ -12,12 +12,12 @@ shared-prefix scoring that the benchmark numbers were measured with.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .cli import ArgumentParser
 from . import models
 from .judge import backends, prompts
 
@@ -124,7 +124,7 @@ def export(model_dir: str | Path, out: str | Path, metrics_path: str | Path | No
 
 
 def export_cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="longrm_utils export", description="merge LoRA weights and write a model card")
+    p = ArgumentParser(prog="longrm_utils export", description="merge LoRA weights and write a model card")
     p.add_argument("--model", required=True, help="a course model folder (LoRA adapter or full weights)")
     p.add_argument("--out", required=True, help="where to write the merged model")
     p.add_argument("--metrics", default=None, help="a judge metrics.json to put in the model card")

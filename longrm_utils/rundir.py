@@ -15,6 +15,7 @@ names the notebook that produces the missing input.
 """
 from __future__ import annotations
 
+import ast
 import os
 import platform
 import subprocess
@@ -36,7 +37,13 @@ class UnknownParameter(ValueError):
 
 
 def run_dir(path: str | os.PathLike | None = None, *, default_name: str = "interactive") -> Path:
-    """Resolve (and create) a run directory. ``None`` means ``runs/<default_name>`` in the repo."""
+    """Resolve (and create) a run directory. ``None`` means ``runs/<default_name>`` in the repo.
+
+    Every notebook calls this in its first code cell, so it is also where a papermill parameter
+    that the notebook does not declare is refused (:func:`check_injected`): papermill itself only
+    warns, and the notebook would run with its defaults.
+    """
+    check_injected()
     p = Path(path) if path else REPO_ROOT / "runs" / default_name
     if not p.is_absolute():
         p = (REPO_ROOT / p) if not p.exists() else p.resolve()
@@ -131,6 +138,37 @@ def check_parameters(notebook: str, given: dict[str, Any], declared: dict[str, A
     if unknown:
         raise UnknownParameter(f"notebook {notebook}: unknown parameter(s) {', '.join(unknown)}; "
                                f"it declares: {', '.join(sorted(declared))}")
+
+
+def _assigned(source: str) -> set[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
+
+
+def check_injected(history: list[str] | None = None) -> None:
+    """Refuse parameters that papermill injected but the notebook's parameters cell does not declare.
+
+    papermill runs the cell it injects (it starts with ``# Parameters``) right after the cell tagged
+    ``parameters``, so the two are consecutive in the kernel's input history (IPython's ``In``).
+    Outside a kernel, or without an injected cell, there is nothing to check.
+    """
+    if history is None:
+        try:
+            from IPython import get_ipython  # only inside a kernel; IPython comes with ipykernel
+        except ImportError:
+            return
+        shell = get_ipython()
+        history = list(shell.user_ns.get("In", [])) if shell is not None else []
+    for i in range(1, len(history)):
+        if history[i].lstrip().startswith("# Parameters"):
+            unknown = sorted(_assigned(history[i]) - _assigned(history[i - 1]))
+            if unknown:
+                raise UnknownParameter(f"unknown parameter(s) {', '.join(unknown)} given to this notebook (a typo?); "
+                                       f"its parameters cell declares: {', '.join(sorted(_assigned(history[i - 1])))}")
 
 
 def resolve_input(rd: str | os.PathLike | None, name: str | None, *, offline_fallback: str | None = None):

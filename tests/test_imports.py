@@ -15,14 +15,15 @@ ALLOWED = {
     "runtime": set(),
     "io": set(),
     "stats": set(),
-    "contracts": {"io"},
-    "rundir": {"constants", "io", "runtime"},
-    "models": {"constants", "io", "runtime"},
-    "bench": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir"},
-    "judge": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench"},
-    "evaluate": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench", "judge"},
-    "analysis": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench", "judge"},
-    "train": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench", "judge"},
+    "contracts": {"constants", "io"},
+    "cli": {"io"},
+    "rundir": {"constants", "io", "runtime", "cli"},
+    "models": {"constants", "io", "runtime", "cli"},
+    "bench": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "cli"},
+    "judge": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench", "cli"},
+    "evaluate": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench", "cli", "judge"},
+    "analysis": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench", "cli", "judge"},
+    "train": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench", "cli", "judge"},
 }
 
 

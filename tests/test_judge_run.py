@@ -58,8 +58,8 @@ def test_orders_are_seeded_per_item_and_independent_of_limit(bench, tmp_path):
     pa, pb = lines(tmp_path / "a" / "predictions.jsonl"), lines(tmp_path / "b" / "predictions.jsonl")
     assert [p["order"] for p in pb] == [p["order"] for p in pa if p["pass"] == 0][:3]
     assert b["passes"] == [0] and a["passes"] == [0, 1]
-    c = run_judge("random", kind="heuristic", bench=bench, out_dir=tmp_path / "c", order_seed=7, progress=False,
-                  n_boot=0)
+    run_judge("random", kind="heuristic", bench=bench, out_dir=tmp_path / "c", order_seed=7, progress=False,
+              n_boot=0)
     assert [p["order"] for p in lines(tmp_path / "c" / "predictions.jsonl")] != [p["order"] for p in pa]
 
 
@@ -90,7 +90,7 @@ def test_error_items_are_recorded_and_the_run_goes_on(bench, tmp_path, monkeypat
 
 def test_other_configuration_in_same_folder_is_refused(bench, tmp_path):
     run_judge("longer", kind="heuristic", bench=bench, out_dir=tmp_path / "x", progress=False, n_boot=0)
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match="holds predictions made with other settings"):
         run_judge("longer", kind="heuristic", bench=bench, out_dir=tmp_path / "x", orders=1, progress=False)
     # the same configuration again is a no-op resume
     before = (tmp_path / "x" / "predictions.jsonl").read_bytes()
@@ -177,7 +177,7 @@ def test_changed_benchmark_content_is_not_resumed(bench, tmp_path):
     recs = schema.read_jsonl(bench)
     recs[0]["chosen"] = recs[0]["chosen"] + " (edited)"
     schema.write_jsonl(recs, bench)
-    with pytest.raises(ValueError, match=r"another configuration \(differs in \['items'\]\)"):
+    with pytest.raises(ValueError, match=r"other settings \(items: .* -> .*\); rerun with --overwrite"):
         run_judge("overlap", kind="heuristic", bench=bench, out_dir=tmp_path / "c", progress=False, n_boot=0)
 
 

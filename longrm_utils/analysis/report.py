@@ -7,11 +7,11 @@ and passed in.
 """
 from __future__ import annotations
 
-import argparse
 from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..cli import ArgumentParser
 from ..bench.schema import read_jsonl
 from ..contracts import group_items
 from ..io import InputError, write_json, write_text
@@ -276,7 +276,7 @@ def report_markdown(report: dict) -> str:
 # --- CLI -------------------------------------------------------------------------------------------
 
 def cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="longrm_utils analyze",
+    p = ArgumentParser(prog="longrm_utils analyze",
                                 description="Failure analysis of one or more predictions.jsonl files (no model needed).")
     p.add_argument("--predictions", action="append", required=True,
                    help="a predictions.jsonl (repeatable); the judge id is its folder name, or give ID=PATH")

@@ -14,7 +14,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..cli import ArgumentParser, positive_int
 from ..constants import (BUCKET_TOKENS, BUCKETS, PAPER_BON_ITEMS_PER_SIZE, PAPER_PAIRWISE_ITEMS, PAPER_TASK_COUNTS,
                          SHORT_BUCKET, TASKS)
 from . import metrics as M
@@ -364,12 +364,12 @@ def build_course_sets(out: str | Path, *, tokenizer: str = "tiny", short_tokeniz
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="longrm_utils build", description="build a Long-RewardBench-format benchmark offline")
+    p = ArgumentParser(prog="longrm_utils build", description="build a Long-RewardBench-format benchmark offline")
     p.add_argument("--out", required=True, help="output folder (mini.jsonl, short.jsonl, short_train.jsonl, DATA_CARD.md)")
     p.add_argument("--tokenizer", default="tiny", help="registry preset or tokenizer folder that measures lengths")
     p.add_argument("--short-tokenizer", default="smollm2-135m-instruct", help="tokenizer of the short set")
     p.add_argument("--buckets", nargs="+", default=["4k", "8k"], help=f"length buckets, from {BUCKETS}")
-    p.add_argument("--items-per-cell", type=int, default=1, help="items per (task, format, bucket) cell")
+    p.add_argument("--items-per-cell", type=positive_int, default=1, help="items per (task, format, bucket) cell")
     p.add_argument("--all-bon-sizes", action="store_true", help="every BoN size in every (task, bucket), not rotated")
     p.add_argument("--paper-layout", action="store_true", help="the paper's 1,900-item layout over --buckets")
     p.add_argument("--no-short", action="store_true", help="skip the short set and its training split")

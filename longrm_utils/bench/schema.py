@@ -12,6 +12,7 @@ Validation errors name the file, the line, the record ``id`` and the field::
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from pathlib import Path
@@ -47,11 +48,13 @@ def _fields_for(tasktype: str) -> tuple[str, ...]:
 
 def validate_record(rec: Any, *, file: str | os.PathLike | None = None, line: int | None = None,
                     allow_unknown: bool = False, allow_missing: Sequence[str] = ()) -> dict:
-    """Check one record; return it unchanged, or raise :class:`SchemaError`.
+    """Check one record; return it unchanged, or raise :class:`SchemaError` naming file, line, id and field.
 
-    ``allow_unknown`` accepts fields outside the official set (the official loader uses it: a
-    future release may add columns). ``allow_missing`` lists official length fields that may be
-    absent (same reason). Our own files are validated strictly.
+    What is accepted is listed in ``docs/contracts.md`` (section 1), with the values of
+    ``constants`` (tasks, buckets, task types, Best-of-N sizes). ``allow_unknown`` accepts fields
+    outside the official set (the official loader uses it: a future release may add columns).
+    ``allow_missing`` lists official length fields that may be absent (same reason). Our own files
+    are validated strictly.
     """
     rid = rec.get("id") if isinstance(rec, dict) else None
 
@@ -60,6 +63,14 @@ def validate_record(rec: Any, *, file: str | os.PathLike | None = None, line: in
 
     if not isinstance(rec, dict):
         raise err(None, f"a record is a JSON object, got {type(rec).__name__}")
+    _check_fields(rec, err, allow_unknown, allow_missing)
+    _check_common(rec, err)
+    (_check_pairwise if rec["tasktype"] == "PairWise" else _check_bon)(rec, err)
+    _check_sizes(rec, err)
+    return rec
+
+
+def _check_fields(rec: dict, err, allow_unknown: bool, allow_missing: Sequence[str]) -> None:
     tt = rec.get("tasktype")
     if tt not in TASKTYPES:
         raise err("tasktype", f"must be one of {TASKTYPES}, got {tt!r}")
@@ -67,19 +78,22 @@ def validate_record(rec: Any, *, file: str | os.PathLike | None = None, line: in
     for f in need:
         if f not in rec and f not in allow_missing:
             raise err(f, "missing")
-    extra = [k for k in rec if k not in need and k != META_KEY
-             and k not in (PAIRWISE_FIELDS + BON_FIELDS)]
+    extra = [k for k in rec if k not in need and k != META_KEY and k not in (PAIRWISE_FIELDS + BON_FIELDS)]
     if extra and not allow_unknown:
         raise err(extra[0], f"unknown field (allowed: the official fields and {META_KEY!r}); all unknown: {extra}")
     wrong_kind = [k for k in (BON_FIELDS if tt == "PairWise" else PAIRWISE_FIELDS) if k in rec]
     if wrong_kind and not allow_unknown:
         raise err(wrong_kind[0], f"a {tt} record must not carry {wrong_kind}")
+
+
+def _check_common(rec: dict, err) -> None:
+    rid = rec["id"]
     if not isinstance(rid, (str, int)) or isinstance(rid, bool) or rid == "":
         raise err("id", f"must be a non-empty string or an integer, got {rid!r}")
     if rec["task"] not in TASKS:
         raise err("task", f"must be one of {TASKS}, got {rec['task']!r}")
     for f in ("question", "source", "subtask"):
-        if not isinstance(rec[f], str):
+        if f in rec and not isinstance(rec[f], str):
             raise err(f, f"must be a string, got {type(rec[f]).__name__}")
     pt = rec["prompt_template"]
     if not isinstance(pt, list) or not pt:
@@ -90,35 +104,45 @@ def validate_record(rec: Any, *, file: str | os.PathLike | None = None, line: in
             raise err("prompt_template", f"message {i} must be {{role: system|user|assistant, content: str}}, got {m!r:.120}")
     if not any(m["role"] == "user" for m in pt):
         raise err("prompt_template", "has no user message")
-    st = rec["subtype"]
-    if tt == "PairWise":
-        if not isinstance(st, str) or not st:
-            raise err("subtype", f"PairWise subtype is 'same' (intra-model) or another non-empty string, got {st!r}")
-        for f in ("chosen", "rejected"):
-            if not isinstance(rec[f], str) or not rec[f].strip():
-                raise err(f, "must be a non-empty string")
-        if rec["chosen"] == rec["rejected"]:
-            raise err("rejected", "is identical to chosen")
-        for f in ("chosen_model", "rejected_model"):
-            if not isinstance(rec[f], str):
-                raise err(f, "must be a string")
-    else:
-        if str(st) not in BON_SUBTYPES:
-            raise err("subtype", f"BestOfN subtype must be one of {BON_SUBTYPES}, got {st!r}")
-        c, cm, cs = rec["candidates"], rec["candidates_model"], rec["candidates_score"]
-        if not isinstance(c, list) or len(c) != int(st) or not all(isinstance(x, str) and x.strip() for x in c):
-            raise err("candidates", f"must be a list of {st} non-empty strings (subtype {st!r}), got {len(c) if isinstance(c, list) else type(c).__name__}")
-        if len(set(c)) != len(c):
-            raise err("candidates", "contains duplicates")
-        if not isinstance(cm, list) or len(cm) != len(c):
-            raise err("candidates_model", f"must be a list as long as candidates ({len(c)})")
-        if not isinstance(cs, list) or len(cs) != len(c) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in cs):
-            raise err("candidates_score", f"must be a list of {len(c)} numbers")
-        if any(cs[i] < cs[i + 1] for i in range(len(cs) - 1)):
-            raise err("candidates_score", f"candidates must be stored best first, scores {cs} are not non-increasing")
     b = rec["ctx_length_for_length"]
     if b not in BUCKETS and b != SHORT_BUCKET:
         raise err("ctx_length_for_length", f"must be one of {BUCKETS} or {SHORT_BUCKET!r}, got {b!r}")
+
+
+def _check_pairwise(rec: dict, err) -> None:
+    st = rec["subtype"]
+    if not isinstance(st, str) or not st:
+        raise err("subtype", f"PairWise subtype is 'same' (intra-model) or another non-empty string, got {st!r}")
+    for f in ("chosen", "rejected"):
+        if not isinstance(rec[f], str) or not rec[f].strip():
+            raise err(f, "must be a non-empty string")
+    if rec["chosen"] == rec["rejected"]:
+        raise err("rejected", "is identical to chosen")
+    for f in ("chosen_model", "rejected_model"):
+        if not isinstance(rec[f], str):
+            raise err(f, "must be a string")
+
+
+def _check_bon(rec: dict, err) -> None:
+    st = rec["subtype"]
+    if str(st) not in BON_SUBTYPES:
+        raise err("subtype", f"BestOfN subtype must be one of {BON_SUBTYPES}, got {st!r}")
+    c, cm, cs = rec["candidates"], rec["candidates_model"], rec["candidates_score"]
+    if not isinstance(c, list) or len(c) != int(st) or not all(isinstance(x, str) and x.strip() for x in c):
+        raise err("candidates", f"must be a list of {st} non-empty strings (subtype {st!r}), got "
+                                f"{len(c) if isinstance(c, list) else type(c).__name__}")
+    if len(set(c)) != len(c):
+        raise err("candidates", "contains duplicates")
+    if not isinstance(cm, list) or len(cm) != len(c):
+        raise err("candidates_model", f"must be a list as long as candidates ({len(c)})")
+    if not isinstance(cs, list) or len(cs) != len(c) or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in cs):
+        raise err("candidates_score", f"must be a list of {len(c)} finite numbers (no NaN or infinity), got {cs!r:.80}")
+    if any(cs[i] < cs[i + 1] for i in range(len(cs) - 1)):
+        raise err("candidates_score", f"candidates must be stored best first, scores {cs} are not non-increasing")
+
+
+def _check_sizes(rec: dict, err) -> None:
     for f in ("length", "words_count"):
         if f in rec and (not isinstance(rec[f], int) or isinstance(rec[f], bool) or rec[f] < 0):
             raise err(f, f"must be a non-negative integer, got {rec[f]!r}")
@@ -129,7 +153,6 @@ def validate_record(rec: Any, *, file: str | os.PathLike | None = None, line: in
         user = user_prompt(rec)
         if not (isinstance(span, list) and len(span) == 2 and 0 <= span[0] <= span[1] <= len(user)):
             raise err(META_KEY, f"context_span {span!r} does not fit the user prompt ({len(user)} characters)")
-    return rec
 
 
 # --- io ------------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ goes on.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -31,41 +30,59 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .. import models
+from .. import io, models
 from ..bench import cues, schema
-from ..constants import CPU_MAX_NEW_TOKENS, OFFICIAL_MAX_INPUT_TOKENS, OFFICIAL_MAX_NEW_TOKENS, OFFICIAL_ORDER_SEED
-from ..contracts import (BENCH_COPY, PRED_FIELDS, PREDICTIONS, RUN_CONFIG, TIMINGS, item_key, item_score)
-from ..io import dumps_line, read_json, write_json
+from ..cli import ArgumentParser, positive_int
+from ..constants import (CPU_MAX_NEW_TOKENS, OFFICIAL_MAX_INPUT_TOKENS, OFFICIAL_MAX_NEW_TOKENS, OFFICIAL_ORDER_SEED,
+                         TASKS)
+from ..contracts import (BENCH_COPY, METRICS, PRED_FIELDS, PREDICTIONS, RESULTS, RUN_CONFIG, TIMINGS, item_key,
+                         item_score)
+from ..io import InputError, dumps_line, read_json, write_json
 from ..stats import N_BOOT
 from . import backends, prompts, score, vllm
 
 KINDS = ("generative", "pointwise", "scalar", "heuristic")
 # --- inputs ---------------------------------------------------------------------------------------
 
+def _where(bench: Any) -> str:
+    return "<records>" if isinstance(bench, (list, tuple)) else str(bench)
+
+
 def load_bench(bench: Any, tasks: Sequence[str] | None = None, limit: int | None = None) -> list[dict]:
-    """A benchmark file (JSONL), a folder or hub id of the official release, or a list of records."""
+    """A benchmark file (JSONL), a folder or hub id of the official release, or a list of records.
+
+    An empty benchmark, a task that is unknown or has no item, and a ``limit`` below 1 are errors.
+    Near-duplicate pairs (chosen equal to rejected after whitespace normalisation) are counted and
+    reported on stderr, not refused: the official release may hold some.
+    """
+    unknown = sorted(set(tasks or ()) - set(TASKS))
+    if unknown:
+        raise InputError(f"--tasks: unknown task(s) {', '.join(unknown)}; tasks are {', '.join(TASKS)}")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
     if isinstance(bench, (list, tuple)):
         recs = [dict(r) for r in bench]
         for i, r in enumerate(recs, 1):
             schema.validate_record(r, file="<records>", line=i, allow_unknown=True)
+        io.unique_rows(enumerate(recs, 1), lambda r: (str(r["task"]), str(r["id"])), file="<records>",
+                       field="id", what="(task, id)")
+    elif Path(bench).is_file():
+        recs = schema.read_jsonl(bench)
     else:
-        p = Path(bench)
-        if p.is_file():
-            recs = schema.read_jsonl(p)
-        else:
-            recs = schema.load_official(str(bench), tasks=tasks)
+        recs = schema.load_official(str(bench), tasks=tasks)
+    if not recs:
+        raise InputError("holds no items", file=_where(bench))
     if tasks:
+        missing = sorted(set(tasks) - {r["task"] for r in recs})
+        if missing:
+            raise InputError(f"--tasks: no item of task(s) {', '.join(missing)}; it holds "
+                             f"{', '.join(sorted({r['task'] for r in recs}))}", file=_where(bench))
         recs = [r for r in recs if r["task"] in set(tasks)]
-    if limit is not None:
-        recs = recs[:limit]
-    seen = set()
-    for r in recs:
-        k = (str(r["task"]), str(r["id"]))
-        if k in seen:
-            raise ValueError(f"benchmark {bench if not isinstance(bench, list) else '<records>'}: duplicate "
-                             f"(task, id) {k}")
-        seen.add(k)
-    return recs
+    near = sum(1 for r in recs if r["tasktype"] == "PairWise" and " ".join(r["chosen"].split()) == " ".join(r["rejected"].split()))
+    if near:
+        print(f"[judge] warning: {_where(bench)}: {near} pair(s) whose chosen and rejected answers differ only in "
+              "whitespace; they are judged and scored as any other pair", file=sys.stderr)
+    return recs[:limit] if limit is not None else recs
 
 
 def spread(recs: Sequence[dict], n: int | None) -> list[dict]:
@@ -99,8 +116,9 @@ def resolve_max_new_tokens(requested: int | None, device: str) -> int:
 
 # --- resume ---------------------------------------------------------------------------------------
 
-def _recover(path: Path, passes: int) -> set[tuple[str, str]]:
-    """Finished (task, id) keys in ``path``; rewrites it without a torn last line or partial item."""
+def _recover(path: Path, passes: int, *, retry_errors: bool = False) -> set[tuple[str, str]]:
+    """Finished (task, id) keys in ``path``; rewrites it without a torn last line or partial item
+    (and, with ``retry_errors``, without the items whose judging raised, so they are judged again)."""
     if not path.exists():
         return set()
     raw = path.read_bytes()
@@ -115,17 +133,19 @@ def _recover(path: Path, passes: int) -> set[tuple[str, str]]:
             good_raw.append(ln)
         except json.JSONDecodeError:
             if i < len(lines) - 1 and any(x.strip() for x in lines[i + 1:]):
-                raise ValueError(f"{path}: line {i + 1} is corrupt and not the last line; remove the folder "
-                                 "or fix the file by hand") from None
+                raise InputError("corrupt line that is not the last one; remove the folder or fix the file by hand",
+                                 file=path, line=i + 1) from None
     counts: dict[tuple[str, str], int] = {}
     for p in good:
         counts[item_key(p)] = counts.get(item_key(p), 0) + 1
-    done = {k for k, c in counts.items() if c == passes}
+    errored = {item_key(p) for p in good if p.get("error")} if retry_errors else set()
+    done = {k for k, c in counts.items() if c == passes} - errored
     keep = [r for p, r in zip(good, good_raw) if item_key(p) in done]
     new = b"".join(r + b"\n" for r in keep)
     if new != raw:
         dropped = len(good) - len(keep)
-        print(f"[judge] resume: dropped {dropped} line(s) of unfinished items"
+        print(f"[judge] resume: dropped {dropped} line(s) of unfinished"
+              + (f" or errored ({len(errored)} item(s) to retry)" if errored else "") + " items"
               + (" and a torn last line" if raw and not raw.endswith(b"\n") else ""))
         path.write_bytes(new)
     return done
@@ -193,6 +213,12 @@ def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantizat
         raise ValueError(f"judge {judge!r} is loaded as a {'scalar' if is_scalar else 'generative'} model, "
                          f"but kind={kind!r}")
     ctx = loaded.spec.max_context
+    max_new = 0 if kind == "scalar" else resolve_max_new_tokens(max_new_tokens, loaded.device)
+    window = loaded.spec.yarn_context or ctx
+    if max_input_tokens and max_input_tokens + max_new > window:
+        raise InputError(f"--max-input-tokens {max_input_tokens}" + (f" plus {max_new} new tokens" if max_new else "")
+                         + f" exceeds the window of {loaded.spec.name}: {window} tokens"
+                         + (" with its rope scaling" if loaded.spec.yarn_context else ""))
     import torch
 
     # float sums depend on the thread count: byte-identical reruns need the same device and threads
@@ -203,11 +229,70 @@ def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantizat
         settings.update(max_input_tokens=limit, shared_prefix=shared_prefix, batch_size=batch_size)
         return backends.ScalarJudge(loaded, max_input_tokens=limit, shared_prefix=shared_prefix,
                                     batch_size=batch_size), settings
-    max_new = resolve_max_new_tokens(max_new_tokens, loaded.device)
     limit = max_input_tokens or (min(ctx, OFFICIAL_MAX_INPUT_TOKENS) - max_new)
     settings.update(max_new_tokens=max_new, max_input_tokens=limit)
     cls = backends.PointwiseJudge if kind == "pointwise" else backends.HFGenerativeJudge
     return cls(loaded, templates=templates, max_new_tokens=max_new, max_input_tokens=limit), settings
+
+
+RERUN_SETTINGS = ("device", "attn", "backend", "torch_threads", "max_new_tokens", "max_input_tokens",
+                  "shared_prefix", "batch_size")
+"""Resolved settings that change a prediction: a resume under other values is refused."""
+
+
+def _check_args(orders, kind, judge, max_new_tokens, max_input_tokens, batch_size) -> None:
+    """Refuse arguments that would turn every item into an error or silently change the protocol."""
+    if orders not in (1, 2):
+        raise InputError(f"orders must be 1 or 2, got {orders}")
+    if kind not in KINDS:
+        raise InputError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "heuristic" and judge not in cues.HEURISTICS:
+        raise InputError(f"a heuristic judge is one of {', '.join(cues.HEURISTICS)}, got {judge!r}")
+    for name, v in (("max_new_tokens", max_new_tokens), ("max_input_tokens", max_input_tokens),
+                    ("batch_size", batch_size)):
+        if v is not None and (not isinstance(v, int) or v < 1):
+            raise InputError(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {v!r}")
+
+
+def _differences(old: dict, new: dict, keys) -> list[str]:
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _start_folder(out: Path, config: dict, *, overwrite: bool) -> dict:
+    """The previous run_config of ``out`` (empty for a new folder); other settings are refused, or
+    with ``overwrite`` the earlier outputs are removed."""
+    cfg_path, pred_path = out / RUN_CONFIG, out / PREDICTIONS
+    if not (cfg_path.exists() and pred_path.exists()):
+        return {}
+    old = read_json(cfg_path)
+    diff = _differences(old.get("args", {}), config, config)
+    if diff and not overwrite:
+        raise InputError(f"holds predictions made with other settings ({'; '.join(diff)}); rerun with "
+                         "--overwrite to replace them, or write to another folder", file=out)
+    if diff:
+        for name in (PREDICTIONS, TIMINGS, RESULTS, METRICS, RUN_CONFIG):
+            (out / name).unlink(missing_ok=True)
+        print(f"[judge] --overwrite: removed the predictions of other settings in {out}")
+        return {}
+    return old
+
+
+def _judge_config(judge, kind, bench, recs, templates, **args) -> dict:
+    """Every argument that can change a prediction, as recorded in ``run_config.json``."""
+    gen = kind in ("generative", "pointwise")
+    return {"judge": str(judge), "judge_id": args["judge_id"], "kind": kind, "orders": args["orders"],
+            "order_seed": args["order_seed"], "bench": bench if isinstance(bench, str) else
+            str(bench) if isinstance(bench, os.PathLike) else "<records>",
+            "items": models.fingerprint(recs), "n_items": len(recs),  # content: a rebuilt bench is new
+            "tasks": list(args["tasks"]) if args["tasks"] else None, "limit": args["limit"],
+            "quantization": args["quantization"], "prompts": templates.source if gen else None,
+            "prompt_hash": models.fingerprint(templates.system, templates.pairwise, templates.ranking,
+                                              templates.pointwise) if gen else None,
+            "requested_max_new_tokens": args["max_new_tokens"], "requested_max_input_tokens": args["max_input_tokens"],
+            "backend": args["backend"] if kind != "heuristic" else None, "seed": args["seed"],
+            "device": args["device"], "attn": args["attn"] if kind != "heuristic" else None,
+            "shared_prefix": args["shared_prefix"] if kind == "scalar" else None,
+            "batch_size": args["batch_size"] if kind == "scalar" else None}
 
 
 def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, orders: int = 2,
@@ -216,69 +301,62 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
               prompt_file: str | os.PathLike | None = None, order_seed: int = OFFICIAL_ORDER_SEED,
               judge_id: str | None = None, loaded: Any = None, max_input_tokens: int | None = None,
               backend: str = "hf", shared_prefix: bool = True, batch_size: int = 1, seed: int = 0,
-              progress: bool = True, n_boot: int = N_BOOT) -> dict:
-    """Judge ``bench`` with ``judge`` and write the four output files into ``out_dir``; returns the metrics.
+              progress: bool = True, n_boot: int = N_BOOT, overwrite: bool = False,
+              retry_errors: bool = False) -> dict:
+    """Judge ``bench`` with ``judge`` and write the judge folder ``out_dir``; returns the metrics.
 
     ``judge`` is a preset, a model folder or hub id, or (``kind='heuristic'``) one of
     ``random``/``longer``/``overlap``. ``loaded`` is an already loaded ``models.Loaded`` (a model
-    trained in the same notebook); it is used instead of loading ``judge``.
+    trained in the same notebook); it is used instead of loading ``judge``. A rerun with the same
+    settings resumes; other settings are refused unless ``overwrite``; ``retry_errors`` judges again
+    the items whose judging raised.
     """
-    if orders not in (1, 2):
-        raise ValueError(f"orders must be 1 or 2, got {orders}")
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    if kind == "heuristic" and judge not in cues.HEURISTICS:
-        raise ValueError(f"heuristic judge must be one of {cues.HEURISTICS}, got {judge!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_args(orders, kind, judge, max_new_tokens, max_input_tokens, batch_size)
     recs = load_bench(bench, tasks, limit)
     templates = prompts.load_templates(prompt_file)
     judge_id = judge_id or default_judge_id(judge, kind)
-    config = {
-        "judge": str(judge), "judge_id": judge_id, "kind": kind, "orders": orders, "order_seed": order_seed,
-        "bench": bench if isinstance(bench, str) else str(bench) if isinstance(bench, os.PathLike) else "<records>",
-        "items": models.fingerprint(recs), "n_items": len(recs),  # content, not just ids: a rebuilt bench is new
-        "tasks": list(tasks) if tasks else None, "limit": limit, "quantization": quantization,
-        "prompts": templates.source if kind in ("generative", "pointwise") else None,
-        "prompt_hash": models.fingerprint(templates.system, templates.pairwise, templates.ranking,
-                                          templates.pointwise) if kind in ("generative", "pointwise") else None,
-        "requested_max_new_tokens": max_new_tokens, "requested_max_input_tokens": max_input_tokens,
-        "backend": backend if kind != "heuristic" else None, "seed": seed,
-    }
+    config = _judge_config(judge, kind, bench, recs, templates, judge_id=judge_id, orders=orders,
+                           order_seed=order_seed, tasks=tasks, limit=limit, quantization=quantization,
+                           max_new_tokens=max_new_tokens, max_input_tokens=max_input_tokens, backend=backend,
+                           seed=seed, device=device, attn=attn, shared_prefix=shared_prefix, batch_size=batch_size)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    old = _start_folder(out, config, overwrite=overwrite)
     if not isinstance(bench, (str, os.PathLike)):
         # Records given in memory (a spread subset, an ablation): keep a copy beside the predictions, so
         # the folder is self-contained and can be analysed elsewhere (length bias, ablation, gallery).
         config["bench_file"] = BENCH_COPY
         schema.write_jsonl(recs, out / BENCH_COPY, validate=False)
-    cfg_path = out / RUN_CONFIG
-    pred_path, tim_path = out / PREDICTIONS, out / TIMINGS
-    if cfg_path.exists() and pred_path.exists():
-        old = read_json(cfg_path)
-        diff = sorted(k for k in config if old.get("args", {}).get(k) != config[k])
-        if diff:
-            raise ValueError(f"{out} holds predictions of another configuration (differs in {diff}); "
-                             "use another out_dir, or delete that folder to start over")
-    done = _recover(pred_path, orders)
-    _filter_timings(tim_path, done)
-    todo = [r for r in recs if (str(r["task"]), str(r["id"])) not in done]
-    settings: dict[str, Any] = {}
+    done = _recover(out / PREDICTIONS, orders, retry_errors=retry_errors)
+    _filter_timings(out / TIMINGS, done)
+    todo = [r for r in recs if item_key(r) not in done]
+    settings = old.get("resolved", {})
+    bk = None
     if todo:
         bk, settings = make_backend(judge, kind, loaded=loaded, device=device, quantization=quantization, attn=attn,
                                     templates=templates, max_new_tokens=max_new_tokens,
                                     max_input_tokens=max_input_tokens, order_seed=order_seed, backend=backend,
                                     shared_prefix=shared_prefix, batch_size=batch_size, seed=seed)
-    elif cfg_path.exists():
-        settings = read_json(cfg_path).get("resolved", {})
-    write_json(cfg_path, {"args": config, "resolved": settings})
-    if len(done):
+        diff = _differences(old.get("resolved", {}), settings, RERUN_SETTINGS) if done else []
+        if diff:
+            raise InputError(f"its predictions were made with other resolved settings ({'; '.join(diff)}); "
+                             "rerun with --overwrite to replace them, or write to another folder", file=out)
+    write_json(out / RUN_CONFIG, {"args": config, "resolved": settings})
+    if done:
         print(f"[judge] {judge_id}: resuming, {len(done)} of {len(recs)} items already done")
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
+    _judge_items(bk, todo, out, orders, order_seed, judge_id, progress)
+    return score.score_file(out / PREDICTIONS, out, n_boot=n_boot)
 
-        bar = tqdm(total=len(todo), desc=f"judge {judge_id}", leave=False)
-    with open(pred_path, "a", encoding="utf-8") as fp, open(tim_path, "a", encoding="utf-8") as ft:
-        for rec in todo:
+
+def _judge_items(bk, todo: list[dict], out: Path, orders: int, order_seed: int, judge_id: str,
+                 progress: bool) -> None:
+    """Judge ``todo`` in order, appending timings then predictions per item (resumable)."""
+    if not todo:
+        return
+    from tqdm.auto import tqdm
+
+    with open(out / PREDICTIONS, "a", encoding="utf-8") as fp, open(out / TIMINGS, "a", encoding="utf-8") as ft:
+        for rec in tqdm(todo, desc=f"judge {judge_id}", leave=False, disable=not progress):
             item = item_view(rec)
             ords = schema.display_orders(rec, item.n, order_seed, orders)
             t0 = time.perf_counter()
@@ -299,21 +377,14 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
                   for k, r in enumerate(res)]
             ft.write("".join(dumps_line(t) for t in tl))
             ft.flush()
-            lines = [_prediction(rec, k, o, r, err) for k, (o, r) in enumerate(zip(ords, res))]
-            fp.write("".join(dumps_line(p) for p in lines))
+            fp.write("".join(dumps_line(_prediction(rec, k, o, r, err)) for k, (o, r) in enumerate(zip(ords, res))))
             fp.flush()
             os.fsync(fp.fileno())
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
-    if todo:
-        del bk
-        import gc
+    del bk
+    import gc
 
-        gc.collect()
-        _free_memory()
-    return score.score_file(pred_path, out, n_boot=n_boot)
+    gc.collect()
+    _free_memory()
 
 
 def _free_memory() -> None:
@@ -327,18 +398,17 @@ def _free_memory() -> None:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="longrm_utils judge",
-                                description="Judge a Long-RewardBench file in both display orders, resumably.")
+    p = ArgumentParser(prog="longrm_utils judge", description="Judge a Long-RewardBench file in both display orders, resumably.")
     p.add_argument("--model", required=True, help="preset, model folder, hub id, or heuristic name "
                    f"({', '.join(cues.HEURISTICS)}) with --kind heuristic")
     p.add_argument("--kind", required=True, choices=KINDS, help="how the model judges")
     p.add_argument("--bench", required=True, help="benchmark JSONL, official folder, or hub id LCM-Lab/LongRewardBench")
     p.add_argument("--out", required=True, help="output folder (predictions.jsonl, results.csv, metrics.json, ...)")
     p.add_argument("--orders", type=int, default=2, choices=(1, 2), help="1: official order only; 2: also reversed")
-    p.add_argument("--limit", type=int, default=None, help="judge only the first N items (after --tasks)")
+    p.add_argument("--limit", type=positive_int, default=None, help="judge only the first N items (after --tasks)")
     p.add_argument("--tasks", nargs="+", default=None, help="only these tasks, e.g. LongQA Summ")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default 2048; capped at 64 on CPU")
-    p.add_argument("--max-input-tokens", type=int, default=None,
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help="default 2048; capped at 64 on CPU")
+    p.add_argument("--max-input-tokens", type=positive_int, default=None,
                    help="truncate longer inputs keeping first and last halves (default: the model's window, ≤131072)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--quantization", default=None, choices=("4bit", "8bit"), help="bitsandbytes loading")
@@ -348,14 +418,19 @@ def cli(argv: list[str] | None = None) -> int:
     p.add_argument("--judge-id", default=None, help="name for this judge in tables (default from --model)")
     p.add_argument("--backend", default="hf", choices=("hf", "vllm"), help="generation backend")
     p.add_argument("--no-shared-prefix", action="store_true", help="scalar: score every full sequence (slower)")
-    p.add_argument("--batch-size", type=int, default=1, help="scalar without shared prefix: sequences per batch")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="scalar without shared prefix: sequences per batch")
     p.add_argument("--seed", type=int, default=0, help="seed for building/initialising models (not the order)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace predictions that --out holds from other settings (default: refuse)")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="judge again the items whose judging raised (an out-of-memory error, say)")
     a = p.parse_args(argv)
     m = run_judge(a.model, kind=a.kind, bench=a.bench, out_dir=a.out, orders=a.orders, limit=a.limit, tasks=a.tasks,
                   max_new_tokens=a.max_new_tokens, device=a.device, quantization=a.quantization, attn=a.attn,
                   prompt_file=a.prompt_file, order_seed=a.order_seed, judge_id=a.judge_id,
                   max_input_tokens=a.max_input_tokens, backend=a.backend, shared_prefix=not a.no_shared_prefix,
-                  batch_size=a.batch_size, seed=a.seed, progress=False)
+                  batch_size=a.batch_size, seed=a.seed, progress=False, overwrite=a.overwrite,
+                  retry_errors=a.retry_errors)
     o = m["overall"]
     print(f"wrote {a.out}/predictions.jsonl, results.csv, metrics.json ({m['n_items']} items, {m['n_lines']} lines)")
     print(score.format_row(m["results"]))
@@ -363,4 +438,8 @@ def cli(argv: list[str] | None = None) -> int:
     print(f"official {fmt(o['acc_official'])}  two-order {fmt(o['acc_two_order'])}  consistent "
           f"{fmt(o['acc_consistent'])}  bias {fmt(o['bias_rate'])}  parse-fail {fmt(o['parse_failure_rate'])}  "
           f"truncated {o['truncated_items']}  errors {o['error_items']}")
+    if o["error_items"]:
+        print(f"longrm judge: {o['error_items']} item(s) raised while judging and score 0 (see 'error' in "
+              f"{a.out}/predictions.jsonl); rerun with --retry-errors to judge them again", file=sys.stderr)
+        return 1
     return 0

@@ -19,7 +19,6 @@ Tables and figures across judges live in :mod:`longrm_utils.evaluate`.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 from collections import OrderedDict
@@ -27,6 +26,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..cli import ArgumentParser
 from ..constants import BUCKET_ORDER, BUCKETS, RESULT_COLUMNS, SAME_SUBTYPE, TASKS
 from ..contracts import (METRICS, PREDICTIONS, RESULTS, RUN_CONFIG, TIMINGS, group_items, is_pairwise,
                          read_predictions, run_config, top1_correct)
@@ -225,7 +225,7 @@ def score_file(predictions_path: str | Path, out_dir: str | Path | None = None, 
 
 
 def cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="longrm_utils score",
+    p = ArgumentParser(prog="longrm_utils score",
                                 description=f"Recompute {RESULTS} and {METRICS} from {PREDICTIONS} alone.")
     p.add_argument("--predictions", required=True, help=f"path to a {PREDICTIONS} written by `judge`")
     p.add_argument("--out", default=None, help="output folder (default: the predictions' folder)")

@@ -205,7 +205,8 @@ def generative_rows(rd: str | os.PathLike, records: Sequence[dict], aligned: Ali
     into ``judges/<aligned_id>``. ``run_kwargs`` go to the harness (device, seed, ...).
     """
     base_id = default_judge_id(base_judge, "generative")
-    rows = {STAGES[0]: metrics_for(rd, base_judge, records, judge_id=base_id, reuse=[base_id],
+    # notebook 02 judged the short set into <id>-short: reuse it rather than judging the base again
+    rows = {STAGES[0]: metrics_for(rd, base_judge, records, judge_id=base_id, reuse=[base_id + "-short", base_id],
                                    judge_missing=judge_missing, **run_kwargs),
             STAGES[1]: metrics_for(rd, sft_model, records, judge_id=sft_id, reuse=[sft_id],
                                    judge_missing=judge_missing, **run_kwargs),
@@ -320,13 +321,13 @@ def scalar_rows(rd: str | os.PathLike, records: Sequence[dict], aligned: AlignRe
                 scalar_base: str, **run_kwargs: Any) -> tuple[dict[str, dict], dict]:
     """The aligned RM judged on ``records`` into ``judges/<aligned_id>``, and its notebook-02 base row.
 
-    The base row is re-scored from notebook 02's ``judges/<base>-scalar`` when it covers the
+    The base row is re-scored from notebook 02's ``judges/<base>-scalar-short`` when it covers the
     records, and left out otherwise. Returns (rows by label, the aligned RM's metrics).
     """
     metrics = judge_into_run(rd, str(aligned.out_dir), kind="scalar", records=list(records), judge_id=aligned_id,
                              loaded=aligned.loaded, verbose=False, **run_kwargs)
     base_id = f"{models.get_spec(scalar_base).name}-scalar"
-    prior = metrics_for(rd, scalar_base, records, kind="scalar", judge_id=base_id, reuse=[base_id],
+    prior = metrics_for(rd, scalar_base, records, kind="scalar", judge_id=base_id, reuse=[base_id + "-short", base_id],
                         judge_missing=False)
     rows = {} if prior is None else {f"{scalar_base} (untrained head, notebook 02)": prior}
     rows[f"{aligned_id} (this notebook)"] = metrics

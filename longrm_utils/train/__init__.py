@@ -6,11 +6,11 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import fields
 from pathlib import Path
 
+from ..cli import ArgumentParser
 from ..bench import schema
 from . import align, sft
 from .official import load_official_sft
@@ -26,7 +26,7 @@ SUBCOMMANDS = {
 
 
 def sft_cli(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="longrm_utils train sft", description=SUBCOMMANDS["sft"])
+    p = ArgumentParser(prog="longrm_utils train sft", description=SUBCOMMANDS["sft"])
     p.add_argument("--bench", help="training records in the benchmark format (e.g. data/mini/short_train.jsonl)")
     p.add_argument("--official-sft", default=None, help="official LongRM SFT data (a datasets.save_to_disk folder)")
     p.add_argument("--out", required=True, help="output folder for the model (RUN/models/<model_id>)")

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from ..cli import ArgumentParser
 from .. import constants, models
 from ..contracts import PrefItem, read_pref_jsonl
 from ..io import append_jsonl, write_json, write_text
@@ -288,7 +289,7 @@ def train_alignment(model: str, items: Sequence[PrefItem], cfg: AlignConfig, out
 # --- CLI: `python -m longrm_utils train align-gen|align-scalar ...` -------------------------------
 
 def _parser(prog: str, kind: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=(
+    p = ArgumentParser(prog=prog, description=(
         "Stage II alignment of a " + ("generative judge with the multi-reject SimPO loss" if kind == "generative"
                                       else "scalar RM with Bradley-Terry against the mean of the rejects")))
     p.add_argument("--model", required=True, help="preset, model folder, or a saved course model (LoRA adapters load on their base)")

@@ -47,7 +47,6 @@ tensor parallelism, and the activations of packed multi-sequence batches beyond 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -55,6 +54,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..cli import ArgumentParser
 from ..io import read_json
 from ..models import REGISTRY
 from .options import field_docs, parse_bool
@@ -386,7 +386,7 @@ def _shape_from_args(a) -> ModelShape:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="longrm_utils plan",
         description="Predict peak training memory per GPU and the longest context that fits. "
                     "Example: python -m longrm_utils plan --model qwen3-8b --method qlora --seq-len 32768 --gpu-mem 24")

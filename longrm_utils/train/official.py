@@ -23,7 +23,6 @@ missing column, a bad path) raises :class:`~longrm_utils.io.InputError`.
 """
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -31,6 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..cli import ArgumentParser
 from ..contracts import PrefItem
 from ..io import InputError, iter_jsonl, read_json, write_jsonl
 from .sft import example_length
@@ -276,7 +276,7 @@ def report_lines(report: dict[str, Any]) -> list[str]:
 
 def cli(argv: list[str]) -> int:
     """``import-official {sft,simpo} PATH --out FILE.jsonl [--min-conf N] [--splits a,b]``."""
-    p = argparse.ArgumentParser(prog="longrm_utils import-official",
+    p = ArgumentParser(prog="longrm_utils import-official",
                                 description="import the official LongRM SFT or SimPO data (every split) into JSONL")
     p.add_argument("kind", choices=("sft", "simpo"))
     p.add_argument("path", help="a datasets.save_to_disk folder (Dataset or DatasetDict), .jsonl or .json")
