@@ -81,6 +81,25 @@ def test_chain_stage_artifacts(cpu_run):
 
 
 @pytest.mark.slow
+def test_chain_lessons_are_recorded_from_their_predictions(cpu_run):
+    """lessons.json holds the lessons of notebooks 04-06, each equal to a fresh measurement of the
+    predictions it cites, and `holds` follows from the numbers and the rule."""
+    from longrm_utils.contracts import read_predictions
+    from longrm_utils.evaluate import lessons
+
+    out, _ = cpu_run
+    entries = {e["id"]: e for e in json.loads((out / "lessons.json").read_text())["lessons"]}
+    assert {"format_fixed", "bias_reduced", "scalar_rm_learns"} <= set(entries)
+    for e in entries.values():
+        m = lessons.measure(read_predictions(out / e["before"]["predictions"]),
+                            read_predictions(out / e["after"]["predictions"]), e["metric"],
+                            before_filter=e["before"]["filter"], after_filter=e["after"]["filter"])
+        assert e["before_value"] == pytest.approx(m["before_value"], abs=1e-4), e["id"]
+        assert e["after_value"] == pytest.approx(m["after_value"], abs=1e-4), e["id"]
+        assert e["holds"] == lessons.holds(lessons.RULES[e["id"]], m), e["id"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["gpu-qlora-24gb", "gpu-full-80gb"])
 def test_gpu_profile_smoke_on_cpu(profile, tmp_path):
     """The GPU profiles' code paths (4-bit judging, QLoRA / full SFT, pointwise voting, 4-bit scalar RM)

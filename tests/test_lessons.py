@@ -75,3 +75,27 @@ def test_lesson_entry_is_relative_and_computed(tmp_path):
                        root=tmp_path, before="a/predictions.jsonl", after=tmp_path / "b" / "predictions.jsonl")
     assert e["before"]["predictions"] == "a/predictions.jsonl" and e["after"]["predictions"] == "b/predictions.jsonl"
     assert e["before_value"] == 1.0 and e["after_value"] == 0.0 and e["holds"] is True
+
+
+def test_narration_says_whether_and_why(tmp_path):
+    from longrm_utils.steps import lessons as steps_lessons
+
+    for name, preds in (("a", judge(20, right=10)), ("b", judge(20, right=11)), ("c", judge(70, right=20)),
+                        ("d", judge(70, right=70))):
+        (tmp_path / "judges" / name).mkdir(parents=True)
+        (tmp_path / "judges" / name / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    weak = steps_lessons.record(tmp_path, "scalar_rm_learns", notebook="06", claim="It learns.",
+                                metric="two_order_accuracy", before=steps_lessons.first_judge(tmp_path, ["x", "a"]),
+                                after="judges/b/predictions.jsonl")
+    text = steps_lessons.markdown(weak)
+    assert "does not hold on this run" in text and "only 20 items were measured; the rule asks for at least 60" in text
+    assert "includes 0" in text and "0.50 → 0.55 on 20 items" in text
+    strong = steps_lessons.record(tmp_path, "scalar_rm_learns", notebook="06", claim="It learns.",
+                                  metric="two_order_accuracy", before="judges/c/predictions.jsonl",
+                                  after="judges/d/predictions.jsonl")
+    assert "**It holds on this run.**" in steps_lessons.markdown(strong)
+    stored = json.loads((tmp_path / "lessons.json").read_text())["lessons"]
+    assert [e["id"] for e in stored] == ["scalar_rm_learns"] and stored[0]["holds"] is True  # replaced, not added
+    missing = steps_lessons.record(tmp_path, "bias_reduced", notebook="05", claim="Less bias.", metric="bias_rate",
+                                   before=steps_lessons.first_judge(tmp_path, ["nope"]), after="judges/d/predictions.jsonl")
+    assert "Not measured on this run" in steps_lessons.markdown(missing)

@@ -89,13 +89,13 @@ def measure(before: Sequence[dict], after: Sequence[dict], metric: str, *, befor
             after_filter: dict | None = None) -> dict[str, Any]:
     """Before and after means, the 95% interval of after − before and the item counts.
 
-    The difference is paired when both sides hold the same items (the usual before/after of a
-    training stage), and unpaired otherwise (two length buckets).
+    The difference is paired over the items both sides hold (the usual before/after of a training
+    stage), and unpaired when they share none (two length buckets).
     """
     b = per_item(before, metric, before_filter)
     a = per_item(after, metric, after_filter)
-    paired = set(a) == set(b)
-    keys = sorted(b) if paired else None
+    keys = sorted(set(a) & set(b))
+    paired = bool(keys)  # the same items on both sides (a wider judging of "before" is cut to them)
     bv = [b[k] for k in keys] if paired else list(b.values())
     av = [a[k] for k in keys] if paired else list(a.values())
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731

@@ -9,5 +9,6 @@ artifacts and reuses what an earlier cell or notebook already produced.
 * :mod:`.stage1` -- Stage I SFT into ``models/<id>`` and its before/after (notebook 04);
 * :mod:`.alignment` -- Stage II alignment, generative and scalar (notebooks 05 and 06);
 * :mod:`.evaluation` -- the leaderboard, lineages and the paper comparison (notebook 07);
-* :mod:`.scaling` -- the memory planner, launch configs and RM-guided sampling (notebook 08).
+* :mod:`.scaling` -- the memory planner, launch configs and RM-guided sampling (notebook 08);
+* :mod:`.lessons` -- the course's claims, measured, recorded in ``lessons.json`` and narrated (04-06).
 """

@@ -1,0 +1,97 @@
+"""Lessons as steps: measure a claim from two prediction files, record it in ``RUN/lessons.json``
+and say in the notebook, from the numbers, whether it holds on this run and why not.
+
+The measuring is :mod:`longrm_utils.evaluate.lessons`; this module writes and narrates. A notebook
+never types a measured number: the sentence it shows is rendered here from the entry.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..evaluate.lessons import RULES, lesson
+from ..io import read_json, write_json
+
+LESSONS_FILE = "lessons.json"
+METRIC_WORDS = {"parse_failure_rate": "format-failure rate", "two_order_accuracy": "two-order accuracy",
+                "consistent_accuracy": "consistent accuracy", "bias_rate": "position-bias rate"}
+
+
+def first_judge(rd: str | os.PathLike, judge_ids: list[str]) -> str | None:
+    """``judges/<id>/predictions.jsonl`` (relative to ``rd``) of the first id in ``judge_ids`` that
+    has predictions, or None when none has (the lesson is then reported as not measured)."""
+    for jid in judge_ids:
+        rel = Path("judges") / jid / "predictions.jsonl"
+        if (Path(rd) / rel).is_file():
+            return str(rel)
+    return None
+
+
+def record(rd: str | os.PathLike, lesson_id: str, *, notebook: str, claim: str, metric: str,
+           before: str | os.PathLike, after: str | os.PathLike, before_filter: dict | None = None,
+           after_filter: dict | None = None) -> dict[str, Any]:
+    """Measure a lesson (prediction paths relative to ``rd``), store it in ``rd/lessons.json``
+    (replacing an entry with the same id) and return the entry. Without one of the two prediction
+    files nothing is recorded, and the returned entry says what is missing."""
+    if before is None or after is None:
+        return {"id": lesson_id, "claim": claim, "metric": metric, "missing": "before" if before is None else "after"}
+    entry = lesson(lesson_id, notebook=notebook, claim=claim, metric=metric, root=rd, before=before, after=after,
+                   before_filter=before_filter, after_filter=after_filter)
+    path = Path(rd) / LESSONS_FILE
+    entries = [e for e in (read_json(path)["lessons"] if path.exists() else []) if e["id"] != lesson_id]
+    write_json(path, {"lessons": entries + [entry]})
+    return entry
+
+
+def why_not(entry: dict[str, Any]) -> list[str]:
+    """The parts of the lesson's rule that this run's numbers miss, in words."""
+    rule = RULES[entry["id"]]
+    b, a, ci = entry["before_value"], entry["after_value"], entry["diff_ci95"]
+    out = []
+    n = min(entry["n_before"], entry["n_after"])
+    if n < rule.min_items:
+        out.append(f"only {n} items were measured; the rule asks for at least {rule.min_items}")
+    if b is None or a is None or ci is None:
+        return out + ["a side has no item the metric applies to"]
+    up = rule.direction == "increase"
+    if (ci[0] <= 0) if up else (ci[1] >= 0):
+        out.append(f"the 95% interval of the change, [{ci[0]:+.2f}, {ci[1]:+.2f}], includes 0")
+    change = a - b if up else b - a
+    if change < rule.min_change:
+        out.append(f"the change, {a - b:+.2f}, is smaller than the {rule.min_change:.2f} the rule asks for")
+    for name, ok, word in (("before_min", b >= (rule.before_min or 0), "before"), ("after_min", a >= (rule.after_min or 0), "after"),
+                           ("after_max", a <= (rule.after_max if rule.after_max is not None else 1), "after")):
+        if getattr(rule, name) is not None and not ok:
+            bound = getattr(rule, name)
+            out.append(f"{word} is {b if word == 'before' else a:.2f}, not {'at least' if 'min' in name else 'at most'} "
+                       f"{bound:.2f}")
+    if rule.after_at_most_before_times is not None and a > rule.after_at_most_before_times * b:
+        out.append(f"after ({a:.2f}) is not at most {rule.after_at_most_before_times:g} x before ({b:.2f})")
+    return out
+
+
+def markdown(entry: dict[str, Any]) -> str:
+    """The lesson in one paragraph: the claim, the measured numbers, and whether it holds (and why not)."""
+    words = METRIC_WORDS[entry["metric"]]
+    if "missing" in entry:
+        return (f"**Lesson `{entry['id']}`: {entry['claim']}** Not measured on this run: the judging that gives "
+                f"its '{entry['missing']}' side is not in this run directory (run the notebooks before this one).")
+    b, a, ci = entry["before_value"], entry["after_value"], entry["diff_ci95"]
+    nums = ("no measurement" if b is None or a is None else
+            f"{words} {b:.2f} → {a:.2f} on {entry['n_items']} items"
+            + ("" if ci is None else f" (change {a - b:+.2f}, 95% interval [{ci[0]:+.2f}, {ci[1]:+.2f}])"))
+    text = f"**Lesson `{entry['id']}`: {entry['claim']}** Measured on this run: {nums}. "
+    if entry["holds"]:
+        return text + "**It holds on this run.**"
+    return text + "**It does not hold on this run:** " + "; ".join(why_not(entry)) + "."
+
+
+def show(entry: dict[str, Any]) -> None:
+    """Display :func:`markdown` in a notebook (plain text elsewhere)."""
+    try:
+        from IPython.display import Markdown, display
+    except ImportError:
+        print(markdown(entry))
+        return
+    display(Markdown(markdown(entry)))
