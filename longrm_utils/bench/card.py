@@ -65,6 +65,12 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def _plot_counts(plt, sets: dict[str, Sequence[dict]], path: Path) -> Path:
     import numpy as np
 
@@ -79,9 +85,7 @@ def _plot_counts(plt, sets: dict[str, Sequence[dict]], path: Path) -> Path:
         ax.set_title(f"{name}: items per task and format")
         ax.tick_params(axis="x", rotation=45)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def _plot_lengths(plt, sets: dict[str, Sequence[dict]], path: Path) -> Path:
@@ -93,9 +97,7 @@ def _plot_lengths(plt, sets: dict[str, Sequence[dict]], path: Path) -> Path:
     ax.set_ylabel("items")
     ax.set_title("Token length of the user prompt (context + instruction + question)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def _plot_scores(plt, sets: dict[str, Sequence[dict]], path: Path) -> Path:
@@ -113,9 +115,7 @@ def _plot_scores(plt, sets: dict[str, Sequence[dict]], path: Path) -> Path:
     ax.set_ylabel("answers")
     ax.set_title("Candidate scores by true rank")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def plot_card(sets: dict[str, Sequence[dict]], fig_dir: str | Path) -> dict[str, Path]:
