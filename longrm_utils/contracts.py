@@ -130,6 +130,8 @@ METRICS = "metrics.json"
 RUN_CONFIG = "run_config.json"
 BENCH_COPY = "bench.jsonl"
 """The files of a judge folder. ``bench.jsonl`` is written when the judge was given records in memory."""
+LESSONS = "lessons.json"
+"""The run directory's measured claims (``{"lessons": [entry, ...]}``, docs/contracts.md section 6)."""
 
 
 def run_config(folder: str | os.PathLike) -> dict[str, Any]:

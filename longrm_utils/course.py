@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 
 from .constants import CPU_BUDGET_MIN, NOTEBOOK_DIR, NOTEBOOKS, PROFILE_DIR, REPO_ROOT
+from .contracts import LESSONS
 from .io import InputError, read_json, write_json, write_text
+from .miniature import MINI_SUFFIX
 from .models import REGISTRY, SCALAR
 from .rundir import check_parameters as check_declared
 from .rundir import write_manifest
@@ -39,6 +41,11 @@ def profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
+PROFILE_KEYS = ("defaults", "env", "description", "hardware", "smoke", "lessons")
+"""Profile keys besides notebook stems. ``lessons`` lists the lesson ids the profile's run must show
+holding (``lessons.json``); the summary marks each, and the test suite asserts them for ``cpu``."""
+
+
 def load_profile(name_or_path: str) -> tuple[str, dict[str, Any]]:
     """Return (name, raw mapping). An unknown profile names the ones that exist."""
     p = Path(name_or_path)
@@ -55,8 +62,11 @@ def load_profile(name_or_path: str) -> tuple[str, dict[str, Any]]:
     if not isinstance(raw, dict):
         raise ProfileError(f"{p}: a profile is a mapping of notebook stem -> parameters")
     for key in raw:
-        if key not in ("defaults", "env", "description", "hardware", "smoke") and key not in NOTEBOOKS:
+        if key not in PROFILE_KEYS and key not in NOTEBOOKS:
             raise ProfileError(f"{p}: unknown notebook {key!r}; notebooks: {', '.join(NOTEBOOKS)}")
+    expected = raw.get("lessons") or []
+    if not (isinstance(expected, list) and all(isinstance(x, str) for x in expected)):
+        raise ProfileError(f"{p}: 'lessons' is a list of lesson ids, got {expected!r}")
     return p.stem, raw
 
 
@@ -79,23 +89,28 @@ def merged_parameters(raw: dict[str, Any], stem: str, run_dir: Path | None = Non
     return params
 
 
-def swap_to_tiny(value: Any) -> Any:
-    """Replace every hub preset named in a parameter value by the tiny model of the same kind."""
+def swap_to_mini(value: Any) -> Any:
+    """Replace every hub preset named in a parameter value by its miniature (``<preset>@mini``: the same
+    architecture, rope, head and template, random-init and small), or by the tiny model of the same
+    kind when the preset has none; FlashAttention-2 becomes sdpa."""
     if value == "flash_attention_2":
         return "sdpa"
     if isinstance(value, str) and value in REGISTRY and REGISTRY[value].route == "hub":
+        if value + MINI_SUFFIX in REGISTRY:
+            return value + MINI_SUFFIX
         return "tiny-rm" if REGISTRY[value].kind == SCALAR else "tiny"
     if isinstance(value, list):
-        return [swap_to_tiny(v) for v in value]
+        return [swap_to_mini(v) for v in value]
     if isinstance(value, dict):
-        return {k: swap_to_tiny(v) for k, v in value.items()}
+        return {k: swap_to_mini(v) for k, v in value.items()}
     return value
 
 
 def smoke_parameters(raw: dict[str, Any], stem: str, run_dir: Path | None = None) -> dict[str, Any]:
-    """A GPU profile's parameters made runnable on the CPU: hub presets -> tiny, device -> cpu, and the
-    profile's own ``smoke:`` block (smaller sizes) on top. The code paths stay the GPU profile's."""
-    params = {k: swap_to_tiny(v) for k, v in merged_parameters(raw, stem, run_dir).items()}
+    """A GPU profile's parameters made runnable on the CPU: hub presets -> their miniatures, device ->
+    cpu, and the profile's own ``smoke:`` block (smaller sizes) on top. The code paths stay the GPU
+    profile's, on the real architectures in miniature."""
+    params = {k: swap_to_mini(v) for k, v in merged_parameters(raw, stem, run_dir).items()}
     if "device" in params:
         params["device"] = "cpu"
     params.update((raw.get("smoke") or {}).get(stem) or {})
@@ -214,7 +229,7 @@ def run_course(profile: str = "cpu", out: str | os.PathLike = "runs/cpu", only: 
                              read_json(hl_path) if hl_path.exists() else {}, err)
         results.append(res)
         previous[stem] = res.__dict__
-        _write_summary(out, name, previous)
+        _write_summary(out, name, previous, raw.get("lessons") or [])
         bar.update(1)
         if status != "ok":
             bar.close()
@@ -224,10 +239,25 @@ def run_course(profile: str = "cpu", out: str | os.PathLike = "runs/cpu", only: 
     return results
 
 
-def _write_summary(out: Path, profile: str, by_nb: dict[str, dict]) -> None:
+def lesson_status(out: Path, expected: list[str]) -> list[dict[str, Any]]:
+    """One row per lesson of ``out/lessons.json`` and per expected lesson not (yet) recorded."""
+    path = out / LESSONS
+    entries = {e["id"]: e for e in read_json(path)["lessons"]} if path.exists() else {}
+    rows = []
+    for lid in list(entries) + [x for x in expected if x not in entries]:
+        e = entries.get(lid, {})
+        rows.append({"id": lid, "expected": lid in expected, "recorded": bool(e), "holds": e.get("holds", False),
+                     **{k: e.get(k) for k in ("notebook", "metric", "before_value", "after_value", "diff_ci95",
+                                              "n_items")}})
+    return rows
+
+
+def _write_summary(out: Path, profile: str, by_nb: dict[str, dict], expected: list[str] | None = None) -> None:
     rows = [by_nb[s] for s in NOTEBOOKS if s in by_nb]
     total = sum(r["wall_s"] for r in rows)
-    write_json(out / "summary.json", {"profile": profile, "total_wall_s": round(total, 1), "notebooks": rows})
+    lessons = lesson_status(out, list(expected or []))
+    write_json(out / "summary.json", {"profile": profile, "total_wall_s": round(total, 1), "notebooks": rows,
+                                      "lessons": lessons})
     lines = [f"# Course run `{out.name}` (profile `{profile}`)", "",
              f"Total wall time: {total / 60:.1f} min", "",
              "| notebook | status | wall time | budget | headline metrics |", "|---|---|---|---|---|"]
@@ -237,6 +267,16 @@ def _write_summary(out: Path, profile: str, by_nb: dict[str, dict]) -> None:
         hl = ", ".join(f"{k}={_fmt(v)}" for k, v in (r.get("headline") or {}).items())
         lines.append(f"| {r['notebook']} | {r['status']} | {r['wall_s'] / 60:.1f} min{flag} | "
                      f"{'' if b is None else f'{b / 60:.0f} min'} | {hl} |")
+    if lessons:
+        lines += ["", "| lesson | notebook | metric | before -> after | 95% CI of the change | items | holds |",
+                  "|---|---|---|---|---|---|---|"]
+        for x in lessons:
+            ci = x["diff_ci95"]
+            measured = x["recorded"] and None not in (x["before_value"], x["after_value"])
+            change = f"{x['before_value']:.3f} -> {x['after_value']:.3f}" if measured else "not measured"
+            mark = ("yes" if x["holds"] else "**no**") + (" (expected)" if x["expected"] else "")
+            lines.append(f"| {x['id']} | {x['notebook'] or ''} | {x['metric'] or ''} | {change} | "
+                         f"{'' if not ci else f'[{ci[0]:+.3f}, {ci[1]:+.3f}]'} | {x['n_items'] or ''} | {mark} |")
     failed = [r for r in rows if r["status"] != "ok"]
     for r in failed:
         lines += ["", f"**{r['notebook']} failed:** {r.get('error')}"]

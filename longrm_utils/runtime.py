@@ -1,4 +1,4 @@
-"""The machine you run on: capabilities, device, seeding, threads, quiet logs and the offline flag.
+"""The machine you run on: capabilities, device, seeding, threads, quiet logs, the offline flag and hub access.
 
 This module imports nothing else of the package, so every other module may use it.
 torch is imported inside the functions that need it: the CLI's error paths and the course runner
@@ -11,6 +11,7 @@ import importlib.util
 import os
 import platform
 import random
+import socket
 import sys
 from dataclasses import dataclass, field
 
@@ -171,3 +172,34 @@ def quiet() -> None:
         pass
     warnings.filterwarnings("ignore", message=".*IProgress not found.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+# --- hub access that never hangs --------------------------------------------------------------------
+
+def hub_reachable(timeout: float = 3.0, host: str = "huggingface.co") -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:
+        return False
+
+
+def check_hub(repo_id: str, what: str = "model") -> None:
+    """Fail fast, with a reason, when ``repo_id`` would need a hub that can't be reached."""
+    if hub_cached(repo_id):
+        return
+    if hub_offline():
+        raise RuntimeError(f"{what} {repo_id!r} needs the Hugging Face hub, but HF_HUB_OFFLINE=1 and it is not in "
+                           "the local cache. Run online once, or pass a local folder instead.")
+    if not hub_reachable():
+        raise RuntimeError(f"{what} {repo_id!r} needs the Hugging Face hub, which is unreachable from this machine "
+                           "(checked with a 3 s connect). Pass a local folder, or run where the hub is reachable.")

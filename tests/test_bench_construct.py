@@ -168,10 +168,13 @@ def test_shipped_short_sets_are_disjoint_and_sized():
     short = schema.read_jsonl(DATA_DIR / "mini" / "short.jsonl")
     train = schema.read_jsonl(DATA_DIR / "mini" / "short_train.jsonl")
     mini = schema.read_jsonl(DATA_DIR / "mini" / "mini.jsonl")
-    assert sum(r["tasktype"] == "PairWise" for r in short) >= 50
-    assert {r["subtype"] for r in short if r["tasktype"] == "BestOfN"} == {"2", "3", "4"}
+    assert sum(r["tasktype"] == "PairWise" for r in short) >= 60  # the lessons' minimum (evaluate/lessons.py)
+    for split in (short, train):  # every format and subtype, in every task: Best-of-N trains the ranking format
+        assert {(r["task"], r["subtype"]) for r in split} == {(t, s) for t in TASKS for s in ("same", "cross")} | {
+            (r["task"], r["subtype"]) for r in split if r["tasktype"] == "BestOfN"}
+        assert {r["subtype"] for r in split if r["tasktype"] == "BestOfN"} == {"2", "3", "4"}
     assert all(r["ctx_length_for_length"] == "short" and 256 <= r["meta"]["context_tokens"] <= 512 for r in short)
-    assert len(train) >= 150 and all(r["tasktype"] == "PairWise" for r in train)
+    assert len(train) >= 150 and sum(r["tasktype"] == "BestOfN" for r in train) >= 2 * len(TASKS)
     assert B.disjoint_report(short, train) == 0
     assert {r["task"] for r in mini} == set(TASKS)
     assert {K.fmt_of(r) for r in mini} == set(K.FORMATS)

@@ -117,23 +117,26 @@ def test_profiles_describe_hardware():
 
 
 @pytest.mark.parametrize("profile", [p for p in profiles() if p.startswith("cpu")])
-def test_short_set_evaluations_judge_the_same_items(profile):
-    """Base (02) -> Stage I (04) -> aligned (05, 06) are comparable only on the same short-set items:
-    every notebook takes `judge.run.spread(short, n)`, so the n's must agree (None = all)."""
+def test_short_set_evaluations_reuse_earlier_judging(profile):
+    """Base (02) -> Stage I (04) -> aligned (05) and base scalar (02) -> aligned scalar (06) are compared
+    on the same short-set items, and a later notebook re-scores an earlier judging instead of judging
+    the base again only when its items are among the earlier ones. Every notebook takes
+    `judge.run.spread(short, n)`, so each later item set must be a subset of the earlier one."""
     from longrm_utils.bench import schema
+    from longrm_utils.judge.run import spread
 
     _, raw = load_profile(profile)
-    n_short = len(schema.read_jsonl(constants.DATA_DIR / "mini" / "short.jsonl"))
+    short = schema.read_jsonl(constants.DATA_DIR / "mini" / "short.jsonl")
 
-    def get(stem, key):
+    def ids(stem, key):
         params = {k: eval(v["default"], {}, {"true": True, "false": False, "null": None})
                   for k, v in notebook_parameters(stem).items() if k != "run_dir"}
         params.update(raw.get(stem) or {})
-        v = params[key]
-        return n_short if v is None else min(int(v), n_short)
+        return {r["id"] for r in spread(short, params[key])}
 
-    sizes = {"02.short_limit": get("02_baseline_judging", "short_limit"),
-             "04.short_eval_items": get("04_stage1_long_sft", "short_eval_items"),
-             "05.eval_items": get("05_stage2_align_generative_rm", "eval_items"),
-             "06.eval_limit": get("06_stage2_align_scalar_rm", "eval_limit")}
-    assert len(set(sizes.values())) == 1, sizes
+    base_gen, stage1 = ids("02_baseline_judging", "short_limit"), ids("04_stage1_long_sft", "short_eval_items")
+    aligned = ids("05_stage2_align_generative_rm", "eval_items")
+    base_rm, aligned_rm = ids("02_baseline_judging", "short_scalar_limit"), ids("06_stage2_align_scalar_rm", "eval_limit")
+    assert stage1 == base_gen, "Stage I is judged on other items than its base (02)"
+    assert aligned <= stage1, "the aligned judge's items are not all among Stage I's"
+    assert aligned_rm <= base_rm, "the aligned RM's items are not all among the base RM's (02)"

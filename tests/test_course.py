@@ -100,6 +100,21 @@ def test_chain_lessons_are_recorded_from_their_predictions(cpu_run):
 
 
 @pytest.mark.slow
+def test_chain_expected_lessons_hold(cpu_run):
+    """Every lesson the cpu profile lists under ``lessons:`` holds on this run, and summary.md says so:
+    a lesson that stops holding fails CI."""
+    out, _ = cpu_run
+    expected = load_profile("cpu")[1]["lessons"]
+    assert expected, "the cpu profile promises no lesson"
+    rows = {r["id"]: r for r in json.loads((out / "summary.json").read_text())["lessons"]}
+    for lid in expected:
+        r = rows[lid]
+        assert r["recorded"] and r["holds"], (f"lesson {lid} does not hold: {r['before_value']} -> {r['after_value']}, "
+                                              f"change CI {r['diff_ci95']}, {r['n_items']} items")
+    assert f"| {expected[0]} |" in (out / "summary.md").read_text()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", ["gpu-qlora-24gb", "gpu-full-80gb"])
 def test_gpu_profile_smoke_on_cpu(profile, tmp_path):
     """The GPU profiles' code paths (4-bit judging, QLoRA / full SFT, pointwise voting, 4-bit scalar RM)

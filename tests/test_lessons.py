@@ -99,3 +99,32 @@ def test_narration_says_whether_and_why(tmp_path):
     missing = steps_lessons.record(tmp_path, "bias_reduced", notebook="05", claim="Less bias.", metric="bias_rate",
                                    before=steps_lessons.first_judge(tmp_path, ["nope"]), after="judges/d/predictions.jsonl")
     assert "Not measured on this run" in steps_lessons.markdown(missing)
+
+
+def test_course_summary_marks_expected_lessons(tmp_path):
+    """summary.md / summary.json list every recorded lesson and each lesson the profile expects,
+    with "not measured" for an expected one that no notebook recorded."""
+    from longrm_utils import course
+    from longrm_utils.steps import lessons as steps_lessons
+
+    for name, preds in (("c", judge(70, right=20)), ("d", judge(70, right=70))):
+        (tmp_path / "judges" / name).mkdir(parents=True)
+        (tmp_path / "judges" / name / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    steps_lessons.record(tmp_path, "scalar_rm_learns", notebook="06", claim="It learns.", metric="two_order_accuracy",
+                         before="judges/c/predictions.jsonl", after="judges/d/predictions.jsonl")
+    course._write_summary(tmp_path, "cpu", {}, ["scalar_rm_learns", "format_fixed"])
+    rows = {r["id"]: r for r in json.loads((tmp_path / "summary.json").read_text())["lessons"]}
+    assert rows["scalar_rm_learns"]["holds"] and rows["scalar_rm_learns"]["expected"]
+    assert not rows["format_fixed"]["recorded"] and not rows["format_fixed"]["holds"]
+    md = (tmp_path / "summary.md").read_text()
+    assert "| scalar_rm_learns | 06 | two_order_accuracy | 0.286 -> 1.000 |" in md and "yes (expected)" in md
+    assert "| format_fixed |  |  | not measured |" in md and "**no** (expected)" in md
+
+
+def test_profile_lessons_must_be_a_list_of_ids(tmp_path):
+    from longrm_utils.course import ProfileError, load_profile
+
+    p = tmp_path / "bad.yaml"
+    p.write_text("lessons: format_fixed\n")
+    with pytest.raises(ProfileError, match="'lessons' is a list of lesson ids"):
+        load_profile(str(p))

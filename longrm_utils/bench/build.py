@@ -330,8 +330,9 @@ def build_short(count: TokenCounter, *, seed: int = 0, pairs_per_task: int = 8, 
 
 def build_course_sets(out: str | Path, *, tokenizer: str = "tiny", short_tokenizer: str | None = "smollm2-135m-instruct",
                       buckets: Sequence[str] = ("4k", "8k"), items_per_cell: int = 1, rotate_bon: bool = True,
-                      paper_layout: bool = False, seed: int = 0, margin: float = 0.4, short_pairs_per_task: int = 8,
-                      short_bon_per_task: int = 3, train_pairs_per_task: int = 28, tasks: Sequence[str] = TASKS,
+                      paper_layout: bool = False, seed: int = 0, margin: float = 0.4, short_pairs_per_task: int = 11,
+                      short_bon_per_task: int = 3, train_pairs_per_task: int = 28, train_bon_per_task: int = 12,
+                      tasks: Sequence[str] = TASKS,
                       progress: bool = False) -> dict:
     """Build ``mini.jsonl`` (+ ``short.jsonl`` and the disjoint ``short_train.jsonl``), figures and the card."""
     out = Path(out)
@@ -347,7 +348,7 @@ def build_course_sets(out: str | Path, *, tokenizer: str = "tiny", short_tokeniz
         reports["short"], _ = build_short(sc, seed=seed, pairs_per_task=short_pairs_per_task,
                                           bon_per_task=short_bon_per_task, tasks=tasks, margin=margin, progress=progress)
         reports["short_train"], _ = build_short(sc, seed=seed, namespace="train", pairs_per_task=train_pairs_per_task,
-                                                bon_per_task=0, tasks=tasks, margin=margin,
+                                                bon_per_task=train_bon_per_task, tasks=tasks, margin=margin,
                                                 exclude=reports["short"].records, progress=progress)
         for k in ("short", "short_train"):
             sets[k] = reports[k].records

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..models import check_hub
+from ..runtime import check_hub
 from .generators import Triplet
 from .text import SEP, ContextTooShort, TokenCounter
 

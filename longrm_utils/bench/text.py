@@ -45,19 +45,12 @@ class TokenCounter:
 
 
 def counter_for(name: str, seed: int = 0) -> TokenCounter:
-    """A counter for a registry preset (``tiny``, ``smollm2-135m-instruct``, …) or a tokenizer folder."""
-    if name in ("tiny", "tiny-rm"):
-        folder = str(models.build_tiny(seed))
-    elif name.startswith("smollm2"):
-        folder = str(models.smollm2_dir())
-    elif Path(name).is_dir():
-        folder = name
-    else:
-        spec = models.get_spec(name)
-        models.check_hub(spec.hf_id, "tokenizer")
-        folder = spec.hf_id
-    spec = models.REGISTRY.get(name) or models.ModelSpec(name, models.GENERATIVE, "local")
-    return TokenCounter(models.load_tokenizer(folder, spec), name)
+    """A counter for a registry preset (``tiny``, ``smollm2-135m-instruct``, ``qwen3-8b@mini``, …) or a
+    tokenizer folder; a hub preset's tokenizer needs the hub or its cache."""
+    if Path(name).is_dir() and name not in models.REGISTRY:
+        return TokenCounter(models.load_tokenizer(name, models.ModelSpec(name, models.GENERATIVE, "local")), name)
+    spec = models.get_spec(name)
+    return TokenCounter(models.load_tokenizer(models.base_folder(spec, seed), spec), name)
 
 
 # --- names and prose ---------------------------------------------------------------------------------

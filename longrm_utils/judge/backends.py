@@ -207,13 +207,23 @@ class ScalarJudge:
         self.loaded, self.limit, self.shared, self.batch_size = loaded, max_input_tokens, shared_prefix, batch_size
 
     def candidate_ids(self, item: ItemView) -> tuple[list[list[int]], list[bool]]:
-        seqs, trunc = [], []
-        for a in item.answers:
-            ids = models.chat_ids(self.loaded.tokenizer, prompts.scalar_messages(item.messages, a),
-                                  self.loaded.spec, add_generation_prompt=False)
-            ids, t = models.keep_ends(ids, self.limit)
-            seqs.append(ids), trunc.append(t)
-        return seqs, trunc
+        """Each answer's chat as token ids, and whether it was cut to the input limit.
+
+        A cut shortens the shared part (the context) once, keeping its first and last halves, and
+        leaves every answer whole: the candidates still share one prefix, encoded once. Only when
+        the answers alone exceed the limit is each sequence cut on its own.
+        """
+        seqs = [models.chat_ids(self.loaded.tokenizer, prompts.scalar_messages(item.messages, a), self.loaded.spec,
+                                add_generation_prompt=False) for a in item.answers]
+        if max(map(len, seqs)) <= self.limit:
+            return seqs, [False] * len(seqs)
+        P = min(lcp(seqs), min(map(len, seqs)) - 1) if len(seqs) > 1 else len(seqs[0]) - 1
+        budget = self.limit - max(len(s) - P for s in seqs)
+        if P > 0 and budget > 0:
+            head, _ = models.keep_ends(list(seqs[0][:P]), budget)
+            return [head + list(s[P:]) for s in seqs], [True] * len(seqs)
+        cut = [models.keep_ends(s, self.limit) for s in seqs]
+        return [c[0] for c in cut], [c[1] for c in cut]
 
     def judge_item(self, item: ItemView, orders: list[list[int]]) -> list[PassResult]:
         t0 = time.perf_counter()
@@ -228,7 +238,8 @@ class ScalarJudge:
             slot = [scores[o] for o in order]
             out.append(_ranked(slot, slot, truncated=any(trunc), prompt_tokens=max(len(s) for s in seqs),
                                timing={"total_s": dt if k == 0 else 0.0, "prefix_tokens": P,
-                                       "tokens": sum(len(s) for s in seqs)}))
+                                       "tokens": sum(len(s) for s in seqs),
+                                       "encoded_tokens": P + sum(len(s) - P for s in seqs)}))
         return out
 
 
@@ -258,8 +269,9 @@ class HFGenerativeJudge:
         if P > 0:
             t0 = time.perf_counter()
             with torch.no_grad():
+                # logits_to_keep=1: the prefill needs the cache, not [P x vocab] logits (40 GB at 128k)
                 cache = self.loaded.model(input_ids=torch.tensor([seqs[0][:P]], device=self.loaded.device),
-                                          use_cache=True).cache
+                                          use_cache=True, logits_to_keep=1).cache
             timing["prefill_s"] = time.perf_counter() - t0
         outs = []
         for s in seqs:

@@ -183,6 +183,25 @@ def _prediction(rec: dict, k: int, order: list[int], r: backends.PassResult | No
     return {f: vals[f] for f in PRED_FIELDS}
 
 
+def input_limit(spec: models.ModelSpec, max_new: int) -> int:
+    """The default input cut (longer inputs keep their first and last halves).
+
+    A model whose rope scaling reaches the official 131,072 tokens (Qwen3 with YaRN) is cut there, as
+    the official evaluation does, and generates past it; any other model keeps its native window,
+    less the tokens it will generate.
+    """
+    if spec.yarn_context:
+        return min(spec.yarn_context, OFFICIAL_MAX_INPUT_TOKENS)
+    return min(spec.max_context, OFFICIAL_MAX_INPUT_TOKENS) - max_new
+
+
+def _spec_or_none(judge: str) -> models.ModelSpec | None:
+    try:
+        return models.get_spec(judge)
+    except KeyError:  # a raw hub id: its window is read from its config when loaded
+        return None
+
+
 def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantization=None, attn="auto",
                  templates=None, max_new_tokens=None, max_input_tokens=None, order_seed=OFFICIAL_ORDER_SEED,
                  backend="hf", shared_prefix=True, batch_size=1, seed=0):
@@ -206,30 +225,32 @@ def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantizat
                                          max_input_tokens=limit)
         return b, {"device": "cuda", "max_new_tokens": max_new, "max_input_tokens": limit, "backend": "vllm"}
     if loaded is None:
+        spec = _spec_or_none(judge)
+        if spec is not None and max_input_tokens is None:  # load with the rope scaling the default cut needs
+            new = 0 if kind == "scalar" else resolve_max_new_tokens(max_new_tokens, models.pick_device(device))
+            max_input_tokens = input_limit(spec, new)
         loaded = models.load(judge, kind=mkind, device=device, attn=attn, quantization=quantization, seed=seed,
                              max_context=max_input_tokens)
     is_scalar = models.is_scalar(loaded.model)
     if is_scalar != (kind == "scalar"):
         raise ValueError(f"judge {judge!r} is loaded as a {'scalar' if is_scalar else 'generative'} model, "
                          f"but kind={kind!r}")
-    ctx = loaded.spec.max_context
     max_new = 0 if kind == "scalar" else resolve_max_new_tokens(max_new_tokens, loaded.device)
-    window = loaded.spec.yarn_context or ctx
-    if max_input_tokens and max_input_tokens + max_new > window:
-        raise InputError(f"--max-input-tokens {max_input_tokens}" + (f" plus {max_new} new tokens" if max_new else "")
+    limit = max_input_tokens or input_limit(loaded.spec, max_new)
+    window = loaded.spec.yarn_context or loaded.spec.max_context
+    if limit > window or (not loaded.spec.yarn_context and limit + max_new > window):
+        raise InputError(f"--max-input-tokens {limit}" + (f" plus {max_new} new tokens" if max_new else "")
                          + f" exceeds the window of {loaded.spec.name}: {window} tokens"
                          + (" with its rope scaling" if loaded.spec.yarn_context else ""))
     import torch
 
     # float sums depend on the thread count: byte-identical reruns need the same device and threads
     settings: dict[str, Any] = {"device": loaded.device, "attn": loaded.attn, "backend": "hf",
-                                "torch_threads": torch.get_num_threads()}
+                                "torch_threads": torch.get_num_threads(), "model_info": models.model_info(loaded)}
     if kind == "scalar":
-        limit = max_input_tokens or min(ctx, OFFICIAL_MAX_INPUT_TOKENS)
         settings.update(max_input_tokens=limit, shared_prefix=shared_prefix, batch_size=batch_size)
         return backends.ScalarJudge(loaded, max_input_tokens=limit, shared_prefix=shared_prefix,
                                     batch_size=batch_size), settings
-    limit = max_input_tokens or (min(ctx, OFFICIAL_MAX_INPUT_TOKENS) - max_new)
     settings.update(max_new_tokens=max_new, max_input_tokens=limit)
     cls = backends.PointwiseJudge if kind == "pointwise" else backends.HFGenerativeJudge
     return cls(loaded, templates=templates, max_new_tokens=max_new, max_input_tokens=limit), settings

@@ -16,9 +16,9 @@ def vllm_args(preset: str | ModelSpec, *, model: str | None = None, max_context:
 
     ``preset`` is a registry name or a spec; ``model`` overrides where the weights are (a folder).
 
-    Beyond the native window the registry's rope scaling is applied (YaRN for Qwen3-8B and Con-J:
-    factor = max_context / 32768, as ``models.load(max_context=...)`` does for transformers);
-    vLLM takes it through ``hf_overrides``. Prefix caching reuses the long context's KV blocks
+    Beyond the native window the registry's rope scaling is applied with its one factor (YaRN 4.0
+    for Qwen3-8B and Con-J, the model card's recipe; :func:`longrm_utils.models.rope_parameters` does
+    the same for transformers); vLLM takes it through ``hf_overrides``. Prefix caching reuses the long context's KV blocks
     across the two display orders and across candidates.
     """
     s = REGISTRY[preset] if isinstance(preset, str) else preset
@@ -34,8 +34,7 @@ def vllm_args(preset: str | ModelSpec, *, model: str | None = None, max_context:
         if not s.rope_scaling:
             raise ValueError(f"{s.name}: {ctx + max_new_tokens} tokens exceed the native {s.max_context} and the "
                              "registry has no rope scaling for it")
-        factor = max(1.0, (ctx + max_new_tokens) / s.max_context)
-        kw["hf_overrides"] = {"rope_scaling": dict(s.rope_scaling, factor=round(factor, 3))}
+        kw["hf_overrides"] = {"rope_scaling": dict(s.rope_scaling)}
     if quantization == "4bit":
         kw["quantization"] = "bitsandbytes"
     return kw

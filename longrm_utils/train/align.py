@@ -12,9 +12,9 @@ no NLL; ``constants.ALIGN_TABLE5``: V=2, γ=0.5, β=2.5, NLL weight 0.05). Both 
 ``trl.experimental.cpo``; its tokenizer, collator and ``concatenated_forward`` are built around
 exactly one rejected response, and it encodes the prompt once per response. Taking V rejects would
 mean overriding nearly every method but the ``Trainer`` shell, and the prompt (the long context,
-which is almost all the tokens) would still be encoded 1 + V times. The loop below is small, uses
-trl's ``selective_log_softmax`` for the log-probabilities, and encodes the shared prompt once per
-item.
+which is almost all the tokens) would still be encoded 1 + V times. The loop below is small, computes
+log-probabilities only at the judgement tokens (``losses.token_logps``), and encodes the shared
+prompt once per item.
 
 :func:`train_alignment` is the one entry point that loads a model, adds LoRA, trains, saves and
 returns the result; the CLI (``python -m longrm_utils train align-gen|align-scalar``) calls it.

@@ -130,7 +130,9 @@ def prefix_expand_forward(model, prefix_ids: Sequence[int], continuations: Seque
     dev = model_device(model)
     fwd = base if head == "lm" else getattr(base, base.base_model_prefix)
     P, N = len(prefix_ids), len(continuations)
-    pre = fwd(torch.tensor([list(prefix_ids)], device=dev), use_cache=True)
+    # the prefix is run for its cache only: with the LM head, keep one position's logits, not [P x vocab]
+    keep = {"logits_to_keep": 1} if head == "lm" else {}
+    pre = fwd(torch.tensor([list(prefix_ids)], device=dev), use_cache=True, **keep)
     cache = pre.cache if getattr(pre, "cache", None) is not None else pre.past_key_values
     cache.batch_repeat_interleave(N)
     ids, mask = _right_pad(continuations, pad_id, dev)
@@ -146,11 +148,22 @@ def _full_logits(model, seqs, pad_id):
     return unwrap(model)(ids, attention_mask=mask).logits, mask
 
 
+def token_logps(logits, targets):
+    """``log p(target)`` at each position of ``logits [N, L, vocab]``, in fp32 one row at a time, so the
+    fp32 copy is one row's ``[L, vocab]``, never the batch's."""
+    import torch
+
+    rows = []
+    for i in range(logits.shape[0]):
+        lg = logits[i].float()
+        rows.append(lg.gather(-1, targets[i].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lg, -1))
+    return torch.stack(rows)
+
+
 def completion_logps(model, prompt_ids: Sequence[int], completions: Sequence[Sequence[int]], pad_id: int,
                      *, shared_prefix: bool = True):
     """Summed log-probabilities ``[N]`` and lengths ``[N]`` of each completion given the prompt."""
     import torch
-    from trl.trainer.utils import selective_log_softmax
 
     dev = model_device(model)
     lens = torch.tensor([len(c) for c in completions], device=dev, dtype=torch.float32)
@@ -160,16 +173,15 @@ def completion_logps(model, prompt_ids: Sequence[int], completions: Sequence[Seq
         logits, mask = prefix_expand_forward(model, prompt_ids[:-1] or prompt_ids[:1], conts, pad_id, head="lm") \
             if len(prompt_ids) > 1 else _full_logits(model, conts, pad_id)
         targets, tmask = _right_pad(conts, pad_id, dev)
-        lp = selective_log_softmax(logits[:, :-1].float(), targets[:, 1:])
+        lp = token_logps(logits[:, :-1], targets[:, 1:])
         return (lp * tmask[:, 1:]).sum(-1), lens
     seqs = [list(prompt_ids) + list(c) for c in completions]
-    logits, _ = _full_logits(model, seqs, pad_id)
-    targets, tmask = _right_pad(seqs, pad_id, dev)
+    ids, mask = _right_pad(seqs, pad_id, dev)
     P = len(prompt_ids)
-    tmask = tmask.clone()
-    tmask[:, :P] = 0  # score only the completion tokens
-    lp = selective_log_softmax(logits[:, :-1].float(), targets[:, 1:])
-    return (lp * tmask[:, 1:]).sum(-1), lens
+    # logits only from the last prompt position on: [N, T - P + 1, vocab], never [N, T, vocab]
+    logits = unwrap(model)(ids, attention_mask=mask, logits_to_keep=ids.shape[1] - P + 1).logits
+    lp = token_logps(logits[:, :-1], ids[:, P:])
+    return (lp * mask[:, P:]).sum(-1), lens
 
 
 def scalar_scores(model, prompt_ids: Sequence[int], responses: Sequence[Sequence[int]], pad_id: int,
