@@ -43,6 +43,13 @@ CHATML_TEMPLATE = (
 """ChatML with ``{% generation %}`` markers (trl's ``assistant_only_loss`` needs them); with
 ``enable_thinking=False`` the reply opens with an empty thinking block, as Qwen3's template does."""
 
+QWEN2_TEMPLATE = (
+    "{%- if messages[0]['role'] != 'system' -%}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif -%}" + CHATML_TEMPLATE
+)
+"""Qwen2's behaviour: ChatML, with a default system turn when the chat has none."""
+
 LLAMA3_TEMPLATE = (
     "{{ '<|begin_of_text|>' }}"
     "{%- for message in messages -%}"
@@ -84,7 +91,7 @@ FAMILIES: dict[str, Family] = {
                     "<|endoftext|>", real={"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
                                             "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
                                             "vocab_size": 151936}),
-    "qwen2": Family("qwen2", 18944 / 3584, 1_000_000.0, 32768, False, CHATML_TEMPLATE,
+    "qwen2": Family("qwen2", 18944 / 3584, 1_000_000.0, 32768, False, QWEN2_TEMPLATE,
                     ("<|endoftext|>", "<|im_start|>", "<|im_end|>"), "<|im_end|>", "<|endoftext|>",
                     real={"hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
                           "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064}),

@@ -97,6 +97,12 @@ def test_chain_lessons_are_recorded_from_their_predictions(cpu_run):
         assert e["before_value"] == pytest.approx(m["before_value"], abs=1e-4), e["id"]
         assert e["after_value"] == pytest.approx(m["after_value"], abs=1e-4), e["id"]
         assert e["holds"] == lessons.holds(lessons.RULES[e["id"]], m), e["id"]
+        # the notebook that teaches it says, from these numbers, whether it holds
+        nb = json.loads((out / f"{e['notebook']}.ipynb").read_text())
+        shown = "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"]
+                        for o in c.get("outputs", []))
+        said = "It holds on this run." if e["holds"] else "It does not hold on this run:"
+        assert f"Lesson `{e['id']}`" in shown and said in shown, (e["id"], e["notebook"])
 
 
 @pytest.mark.slow

@@ -56,6 +56,10 @@ def test_templates_behave_like_the_real_ones():
     q = models.load("qwen3-8b@mini")
     ids = models.chat_ids(q.tokenizer, [{"role": "user", "content": "hi"}], q.spec)
     assert q.tokenizer.decode(ids).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")  # thinking off
+    c = models.load("con-j-qwen2-7b@mini")  # Qwen2 adds a default system turn, Qwen3 does not
+    assert c.tokenizer.decode(models.chat_ids(c.tokenizer, [{"role": "user", "content": "hi"}], c.spec)).startswith(
+        "<|im_start|>system\n")
+    assert not q.tokenizer.decode(ids).startswith("<|im_start|>system")
     r = models.load("skywork-reward-v2-llama-3.1-8b@mini")
     conv = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
     text = r.tokenizer.decode(models.chat_ids(r.tokenizer, conv, r.spec, add_generation_prompt=False))

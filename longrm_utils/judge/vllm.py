@@ -18,8 +18,8 @@ def vllm_args(preset: str | ModelSpec, *, model: str | None = None, max_context:
 
     Beyond the native window the registry's rope scaling is applied with its one factor (YaRN 4.0
     for Qwen3-8B and Con-J, the model card's recipe; :func:`longrm_utils.models.rope_parameters` does
-    the same for transformers); vLLM takes it through ``hf_overrides``. Prefix caching reuses the long context's KV blocks
-    across the two display orders and across candidates.
+    the same for transformers); vLLM takes it through ``hf_overrides``. Prefix caching reuses the long
+    context's KV blocks across the two display orders and across candidates.
     """
     s = REGISTRY[preset] if isinstance(preset, str) else preset
     # vLLM loads hub ids or folders: hub presets by id, the offline ones (tiny, SmolLM2) from their cache folder.
