@@ -22,8 +22,8 @@ from .io import InputError, iter_jsonl, read_json, unique_rows, write_jsonl
 # --- prediction lines -----------------------------------------------------------------------------
 
 PRED_FIELDS = ("task", "id", "tasktype", "subtype", "ctx_length_for_length", "source", "pass", "order", "raw",
-               "ranking", "parse_error", "strict_error", "slot_scores", "tie", "score", "truncated",
-               "prompt_tokens", "error")
+               "ranking", "parse_error", "strict_error", "slot_scores", "tie", "pref_prob", "score",
+               "truncated", "prompt_tokens", "error")
 """Field order of a prediction line, as ``run_judge`` writes it."""
 
 REQUIRED_PRED_FIELDS = ("task", "id", "tasktype", "subtype", "ctx_length_for_length", "pass", "order", "raw",

@@ -60,3 +60,95 @@ def bootstrap_diff_ci(before: Sequence[float], after: Sequence[float], *, paired
                  - b[rng.integers(0, b.size, size=(n_boot, b.size))].mean(axis=1))
     lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     return [round(float(lo), 6), round(float(hi), 6)]
+
+
+# --- ranking quality and calibration (design of metrics.json: docs/contracts.md) ------------------
+
+ECE_BINS = 10
+
+
+def _line_arrays(scores, labels, items):
+    import numpy as np
+
+    s, y = np.asarray(scores, dtype=float), np.asarray(labels, dtype=float)
+    if s.shape != y.shape:
+        raise ValueError(f"scores and labels differ in length: {s.size} and {y.size}")
+    g = np.unique(np.asarray(items), return_inverse=True)[1] if items is not None else np.arange(s.size)
+    return s, y, g
+
+
+def _resample_weights(groups, n_boot: int, seed: int):
+    """Line weights ``[n_boot, n_lines]``: how often each line's item is drawn when items are resampled."""
+    import numpy as np
+
+    k = int(groups.max()) + 1
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, k, size=(n_boot, k))
+    counts = np.stack([np.bincount(d, minlength=k) for d in draws])
+    return counts[:, groups].astype(float)
+
+
+def _interval(values, alpha: float = 0.05) -> list[float] | None:
+    import numpy as np
+
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return None
+    lo, hi = np.quantile(v, [alpha / 2, 1 - alpha / 2])
+    return [round(float(lo), 6), round(float(hi), 6)]
+
+
+def auc(scores: Sequence[float], labels: Sequence[int], *, items: Sequence | None = None, n_boot: int = 0,
+        seed: int = BOOT_SEED) -> tuple[float | None, list[float] | None]:
+    """ROC AUC of ``scores`` against binary ``labels`` (ties count one half), and, with ``n_boot``, the
+    percentile interval from resampling ``items`` (the item each line belongs to; default: each line
+    its own item). (None, None) when a class is empty."""
+    import numpy as np
+
+    s, y, g = _line_arrays(scores, labels, items)
+    pos, neg = y == 1, y == 0
+    if not pos.any() or not neg.any():
+        return None, None
+    cmp = (s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])
+    value = float(cmp.mean())
+    if not n_boot:
+        return value, None
+    w = _resample_weights(g, n_boot, seed)
+    wp, wn = w[:, pos], w[:, neg]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = ((wp @ cmp) * wn).sum(1) / (wp.sum(1) * wn.sum(1))
+    return value, _interval(boots)
+
+
+def ece(probs: Sequence[float], labels: Sequence[int], *, items: Sequence | None = None, n_boot: int = 0,
+        seed: int = BOOT_SEED, bins: int = ECE_BINS) -> tuple[float | None, list[float] | None]:
+    """Expected calibration error of the probabilities ``probs`` for the event ``labels == 1``: in
+    ``bins`` equal-width bins, |mean label - mean probability|, weighted by the bin's share of lines.
+    The interval resamples ``items`` as :func:`auc` does. (None, None) without lines."""
+    import numpy as np
+
+    p, y, g = _line_arrays(probs, labels, items)
+    if p.size == 0:
+        return None, None
+    onehot = np.eye(bins)[np.clip((p * bins).astype(int), 0, bins - 1)]
+    value = float(np.abs((y - p) @ onehot).sum() / p.size)
+    if not n_boot:
+        return value, None
+    w = _resample_weights(g, n_boot, seed)
+    boots = np.abs((w * (y - p)) @ onehot).sum(1) / w.sum(1)
+    return value, _interval(boots)
+
+
+def reliability(probs: Sequence[float], labels: Sequence[int], bins: int = ECE_BINS) -> list[dict]:
+    """Rows of a reliability diagram: per non-empty bin, its range, line count, mean probability and
+    observed frequency with a Wilson interval."""
+    rows = []
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        sel = [(p, y) for p, y in zip(probs, labels) if min(int(p * bins), bins - 1) == b]
+        if sel:
+            k = sum(int(y) for _, y in sel)
+            rows.append({"lo": lo, "hi": hi, "n": len(sel), "mean_prob": sum(p for p, _ in sel) / len(sel),
+                         "frequency": k / len(sel), "ci95": wilson_ci(k, len(sel))})
+    return rows

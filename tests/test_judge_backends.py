@@ -132,3 +132,43 @@ def test_heuristic_ties_follow_the_answer_not_the_slot():
 def test_lcp():
     assert backends.lcp([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
     assert backends.lcp([[1], [2]]) == 0 and backends.lcp([]) == 0
+
+
+def test_verdict_probabilities_are_teacher_forced_and_leave_generation_unchanged(tiny_gen):
+    """pref_prob = softmax over log P([[A]]), log P([[B]]) as the reply's first tokens, measured from
+    the same cache as generation: the generated text equals the text without the measurement, and
+    the log-probabilities equal a plain full forward over prompt + verdict."""
+    t = prompts.load_templates()
+    on = backends.HFGenerativeJudge(tiny_gen, templates=t, max_new_tokens=8, max_input_tokens=10**6)
+    off = backends.HFGenerativeJudge(tiny_gen, templates=t, max_new_tokens=8, max_input_tokens=10**6,
+                                     verdict_probs=False)
+    recs = toy_records(1, 1, context_words=200)
+    pair, bon = recs[0], recs[1]
+    item = item_view(pair)
+    ords = display_orders(pair, item.n)
+    a, b = on.judge_item(item, ords), off.judge_item(item, ords)
+    assert [r.raw for r in a] == [r.raw for r in b]
+    assert all(r.pref_prob is None and r.slot_scores is None for r in b)
+    verdicts = on.verdict_ids()
+    for r, order in zip(a, ords):
+        msgs = prompts.judge_messages(t, item.messages, [item.answers[o] for o in order], pairwise=True)
+        ids = models.chat_ids(tiny_gen.tokenizer, msgs, tiny_gen.spec)
+        ref = []
+        for v in verdicts:
+            with torch.no_grad():
+                lp = torch.log_softmax(tiny_gen.model(input_ids=torch.tensor([ids + v])).logits[0].float(), -1)
+            ref.append(float(sum(lp[len(ids) - 1 + i, tok] for i, tok in enumerate(v))))
+        assert r.slot_scores == pytest.approx(ref, abs=1e-3)
+        assert r.pref_prob == pytest.approx(1 / (1 + torch.exp(torch.tensor(ref[1] - ref[0])).item()), abs=1e-4)
+    assert all(r.pref_prob is None for r in on.judge_item(item_view(bon), display_orders(bon, item_view(bon).n)))
+
+
+def test_scalar_pref_prob_is_bradley_terry(tiny_rm):
+    rec = toy_records(1, 0, context_words=100)[0]
+    item = item_view(rec)
+    res = backends.ScalarJudge(tiny_rm, max_input_tokens=10**6).judge_item(item, display_orders(rec, 2))
+    for r in res:
+        a, b = r.slot_scores
+        assert r.pref_prob == pytest.approx(1 / (1 + torch.exp(torch.tensor(b - a)).item()), rel=1e-5)
+    assert res[0].pref_prob == pytest.approx(1 - res[1].pref_prob, abs=1e-6)  # the same pair, slots swapped
+    assert backends.sigmoid_diff(1000.0, 0.0) == 1.0 and backends.sigmoid_diff(-1000.0, 0.0) == 0.0

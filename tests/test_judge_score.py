@@ -132,3 +132,65 @@ def test_score_file_and_cli_roundtrip(preds, tmp_path):
     assert m["results"]["Rank4"] is None and m["results"]["Same."] == 100.0
     assert score.cli(["--predictions", str(p), "--out", str(tmp_path / "cli"), "--n-boot", "0"]) == 0
     assert json.loads((tmp_path / "cli" / "metrics.json").read_text())["results"] == m["results"]
+
+
+# --- ranking quality and calibration -------------------------------------------------------------
+
+from longrm_utils import stats  # noqa: E402
+
+
+def brute_auc(s, y):
+    pos = [a for a, l in zip(s, y) if l]
+    neg = [a for a, l in zip(s, y) if not l]
+    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+
+
+def test_auc_and_ece_by_hand():
+    assert stats.auc([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0])[0] == 1.0
+    assert stats.auc([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0])[0] == 0.0
+    assert stats.auc([0.5] * 4, [1, 0, 1, 0])[0] == 0.5
+    s, y = [0.3, 0.7, 0.7, 0.1, 0.9, 0.4, 0.6], [1, 0, 1, 0, 1, 0, 1]
+    assert stats.auc(s, y)[0] == pytest.approx(brute_auc(s, y))
+    assert stats.auc([0.2, 0.4], [1, 1]) == (None, None)
+    # one bin [0.7, 0.8) holding 10 lines, 7 of them positive: calibrated
+    assert stats.ece([0.75] * 10, [1] * 7 + [0] * 3)[0] == pytest.approx(0.05)
+    # two bins: 0.95 but right half the time (weight 0.5, gap 0.45); 0.05 and never right (gap 0.05)
+    assert stats.ece([0.95] * 4 + [0.05] * 4, [1, 0, 1, 0, 0, 0, 0, 0])[0] == pytest.approx(0.5 * 0.45 + 0.5 * 0.05)
+    rows = stats.reliability([0.95] * 4 + [0.05] * 4, [1, 0, 1, 0, 0, 0, 0, 0])
+    assert [(r["n"], r["frequency"]) for r in rows] == [(4, 0.0), (4, 0.5)]
+
+
+def test_auc_interval_resamples_items_not_lines():
+    # Every item contributes two identical lines: treating lines as independent would narrow the interval.
+    s = [0.9, 0.35, 0.3, 0.6, 0.2, 0.7, 0.4, 0.65, 0.55, 0.45, 0.5, 0.1]
+    y = [1, 1, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0]
+    val, by_item = stats.auc(s + s, y + y, items=list(range(12)) * 2, n_boot=500)
+    _, by_line = stats.auc(s + s, y + y, n_boot=500)
+    assert val == pytest.approx(brute_auc(s, y))
+    assert by_item[0] <= val <= by_item[1]
+    assert (by_item[1] - by_item[0]) > (by_line[1] - by_line[0])
+
+
+def test_metrics_carry_auc_ece_per_bucket_and_reward_auc_for_scalar_rms():
+    P = "PairWise"
+    preds = []
+    # A scalar RM on 8 pairs over two buckets: rewards chosen 1.0 vs rejected 0.0, except items 6 and 7.
+    for i in range(8):
+        bucket = "4k" if i < 4 else "8k"
+        good, bad = (1.0, 0.0) if i < 6 else (0.0, 0.5)
+        for k, order in enumerate(([0, 1], [1, 0])):
+            raw = [good if o == 0 else bad for o in order]
+            pref = 1 / (1 + math.exp(raw[1] - raw[0]))
+            preds.append(line("LongQA", str(i), P, "same", bucket, k, order, [0, 1] if raw[0] > raw[1] else [1, 0],
+                              raw=raw, slot_scores=raw, pref_prob=pref))
+    m = score.extended_metrics(preds, n_boot=200, kind="scalar")
+    assert m["overall"]["auc"] == pytest.approx(brute_auc([p["pref_prob"] for p in preds],
+                                                           [p["order"][0] == 0 for p in preds]))
+    assert m["pairwise_by_bucket"]["4k"]["auc"] == 1.0 and m["pairwise_by_bucket"]["8k"]["auc"] < 1.0
+    assert m["overall"]["n_pref_lines"] == 16 and m["by_bucket"]["8k"]["ece_ci95"] is not None
+    rewards = [(r, o == 0) for p in preds if p["pass"] == 0 for r, o in zip(p["raw"], p["order"])]
+    assert m["overall"]["reward_auc"] == pytest.approx(brute_auc(*zip(*rewards)))
+    assert "reward_auc" not in score.extended_metrics(preds, n_boot=0)["overall"]
+    text_only = [dict(p, pref_prob=None) for p in preds]
+    o = score.extended_metrics(text_only, n_boot=0)["overall"]
+    assert o["auc"] is None and o["ece"] is None and o["n_pref_lines"] == 0

@@ -14,9 +14,16 @@ backend share work across orders and candidates:
   (the context comes before the responses in our templates) and generate each order from it.
 * **Pointwise judges** generate one ``[Score: N]`` per answer from the shared context prefix and
   reuse those scores for both orders.
+
+Each pairwise line also carries ``pref_prob``, the judge's probability that slot A holds the better
+answer, for the ranking and calibration metrics: sigma(r_A - r_B) for scalar RMs, and for HF
+generative judges the teacher-forced softmax over log P(``[[A]]``) and log P(``[[B]]``) as the first
+tokens of the reply (those two log-probabilities are the line's ``slot_scores``). Heuristics and
+text-only backends leave it empty.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -62,6 +69,14 @@ class PassResult:
     truncated: bool = False
     prompt_tokens: int = 0
     timing: dict = field(default_factory=dict)
+    pref_prob: float | None = None
+    """P(slot A is better) on a pairwise line: sigma of the slot-score difference; None elsewhere."""
+
+
+def sigmoid_diff(a: float, b: float) -> float:
+    """sigma(a - b), the Bradley-Terry probability that the item scored ``a`` wins, without overflow."""
+    d = a - b
+    return 1.0 / (1.0 + math.exp(-d)) if d >= 0 else math.exp(d) / (1.0 + math.exp(d))
 
 
 def lcp(seqs: Sequence[Sequence[int]]) -> int:
@@ -236,10 +251,13 @@ class ScalarJudge:
         out = []
         for k, order in enumerate(orders):
             slot = [scores[o] for o in order]
-            out.append(_ranked(slot, slot, truncated=any(trunc), prompt_tokens=max(len(s) for s in seqs),
-                               timing={"total_s": dt if k == 0 else 0.0, "prefix_tokens": P,
-                                       "tokens": sum(len(s) for s in seqs),
-                                       "encoded_tokens": P + sum(len(s) - P for s in seqs)}))
+            r = _ranked(slot, slot, truncated=any(trunc), prompt_tokens=max(len(s) for s in seqs),
+                        timing={"total_s": dt if k == 0 else 0.0, "prefix_tokens": P,
+                                "tokens": sum(len(s) for s in seqs),
+                                "encoded_tokens": P + sum(len(s) - P for s in seqs)})
+            if item.pairwise and r.ranking is not None:
+                r.pref_prob = sigmoid_diff(slot[0], slot[1])
+            out.append(r)
         return out
 
 
@@ -251,20 +269,52 @@ class HFGenerativeJudge:
     kind = "generative"
 
     def __init__(self, loaded: models.Loaded, *, templates: prompts.Templates, max_new_tokens: int,
-                 max_input_tokens: int, reuse_cache: bool = True):
+                 max_input_tokens: int, reuse_cache: bool = True, verdict_probs: bool = True):
         self.loaded, self.t, self.max_new = loaded, templates, max_new_tokens
-        self.limit, self.reuse = max_input_tokens, reuse_cache
+        self.limit, self.reuse, self.verdict_probs = max_input_tokens, reuse_cache, verdict_probs
 
     def prompt_ids(self, messages: list[dict]) -> tuple[list[int], bool]:
         ids = models.chat_ids(self.loaded.tokenizer, messages, self.loaded.spec)
         return models.keep_ends(ids, self.limit)
 
-    def generate_many(self, seqs: list[list[int]]) -> tuple[list[tuple[str, int]], dict]:
-        """Generate for each prompt; returns [(text, new tokens)] and timings (prefill, per prompt)."""
+    def verdict_ids(self) -> list[list[int]]:
+        """Token ids of the pairwise verdicts ``[[A]]`` and ``[[B]]`` as a reply would start."""
+        return [self.loaded.tokenizer.encode(f"[[{c}]]", add_special_tokens=False) for c in "AB"]
+
+    def _verdict_logps(self, s: list[int], cache, verdicts: list[list[int]]):
+        """Teacher-forced log P(verdict | prompt ``s``) for each verdict. ``cache`` (None, or holding a
+        prefix of ``s``) is extended to ``len(s) - 1`` tokens and left there, so that ``generate`` then
+        reads only the last prompt token: the verdicts cost a few tokens, not a second prefill."""
+        import torch
+
+        model, dev = self.loaded.model, self.loaded.device
+        start = 0 if cache is None else cache.get_seq_length()
+        with torch.no_grad():
+            if start < len(s) - 1:
+                o = model(input_ids=torch.tensor([s[start:-1]], device=dev), cache=cache, use_cache=True,
+                          logits_to_keep=1)
+                cache = o.cache
+            out = []
+            for v in verdicts:
+                logits = model(input_ids=torch.tensor([[s[-1]] + v[:-1]], device=dev), cache=cache,
+                               use_cache=True).logits[0].float()
+                lp = torch.log_softmax(logits, -1)
+                out.append(float(lp[torch.arange(len(v)), torch.tensor(v, device=lp.device)].sum()))
+                cache.crop(len(s) - 1 - cache.get_seq_length())
+        return cache, out
+
+    def generate_many(self, seqs: list[list[int]], verdicts: list[list[int]] | None = None
+                      ) -> tuple[list[tuple[str, int]], dict]:
+        """Generate for each prompt; returns [(text, new tokens)] and timings (prefill, per prompt).
+
+        With ``verdicts`` (token ids of ``[[A]]`` and ``[[B]]``), each prompt's teacher-forced verdict
+        log-probabilities are measured first, from the same cache, into ``timing["verdict_logps"]``.
+        """
         import torch
 
         P = min(lcp(seqs), min(len(s) for s in seqs) - 1) if len(seqs) > 1 and self.reuse else 0
-        timing: dict[str, Any] = {"prefill_s": 0.0, "prefix_tokens": max(P, 0), "gen_s": []}
+        timing: dict[str, Any] = {"prefill_s": 0.0, "prefix_tokens": max(P, 0), "gen_s": [], "verdict_s": [],
+                                  "verdict_logps": []}
         cache = None
         if P > 0:
             t0 = time.perf_counter()
@@ -276,7 +326,13 @@ class HFGenerativeJudge:
         outs = []
         for s in seqs:
             t0 = time.perf_counter()
-            text, new = models.generate(self.loaded, s, self.max_new, cache=cache)
+            run_cache = cache
+            if verdicts and len(s) > 1:
+                run_cache, lps = self._verdict_logps(s, cache, verdicts)
+                timing["verdict_logps"].append(lps)
+            timing["verdict_s"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            text, new = models.generate(self.loaded, s, self.max_new, cache=run_cache)
             if cache is not None:
                 cache.crop(P - cache.get_seq_length())
             timing["gen_s"].append(time.perf_counter() - t0)
@@ -290,15 +346,19 @@ class HFGenerativeJudge:
                                           pairwise=item.pairwise)
             ids, t = self.prompt_ids(msgs)
             seqs.append(ids), trunc.append(t)
-        outs, tm = self.generate_many(seqs)
+        verdicts = self.verdict_ids() if item.pairwise and self.verdict_probs else None
+        outs, tm = self.generate_many(seqs, verdicts)
         res = []
         for k, ((text, n_new), ids, t) in enumerate(zip(outs, seqs, trunc)):
             off = parse.parse_verdict(text, item.n, pairwise=item.pairwise, mode=parse.OFFICIAL)
             strict = parse.parse_verdict(text, item.n, pairwise=item.pairwise, mode=parse.STRICT)
             pre = tm["prefill_s"] if k == 0 else 0.0
-            res.append(PassResult(text, off.ranking, off.error, strict.error, None, False, t, len(ids),
-                                  {"total_s": pre + tm["gen_s"][k], "prefill_s": pre, "gen_s": tm["gen_s"][k],
-                                   "new_tokens": n_new, "prefix_tokens": tm["prefix_tokens"]}))
+            lps = tm["verdict_logps"][k] if len(tm.get("verdict_logps", ())) > k else None
+            vs = tm["verdict_s"][k] if tm.get("verdict_s") else 0.0
+            res.append(PassResult(text, off.ranking, off.error, strict.error, lps, False, t, len(ids),
+                                  {"total_s": pre + vs + tm["gen_s"][k], "prefill_s": pre, "verdict_s": vs,
+                                   "gen_s": tm["gen_s"][k], "new_tokens": n_new, "prefix_tokens": tm["prefix_tokens"]},
+                                  pref_prob=None if lps is None else sigmoid_diff(lps[0], lps[1])))
         return res
 
 
@@ -346,9 +406,11 @@ class VLLMGenerativeJudge(HFGenerativeJudge):
         self.sp = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
         self.loaded = models.Loaded(None, tokenizer, spec, "cuda", "vllm")
         self.t, self.max_new, self.limit, self.reuse = templates, max_new_tokens, max_input_tokens, True
+        self.verdict_probs = False
 
-    def generate_many(self, seqs: list[list[int]]) -> tuple[list[tuple[str, int]], dict]:
-        t0 = time.perf_counter()
+    def generate_many(self, seqs: list[list[int]], verdicts: list[list[int]] | None = None
+                      ) -> tuple[list[tuple[str, int]], dict]:
+        t0 = time.perf_counter()  # text only: no teacher-forced verdicts, so no pref_prob
         res = self.llm.generate([{"prompt_token_ids": s} for s in seqs], self.sp, use_tqdm=False)
         dt = time.perf_counter() - t0
         outs = [(r.outputs[0].text, len(r.outputs[0].token_ids)) for r in res]

@@ -175,10 +175,10 @@ def _prediction(rec: dict, k: int, order: list[int], r: backends.PassResult | No
     }
     if r is None:
         vals.update(raw=None, ranking=None, parse_error=None, strict_error=None, slot_scores=None, tie=False,
-                    score=0.0, truncated=False, prompt_tokens=None, error=error)
+                    pref_prob=None, score=0.0, truncated=False, prompt_tokens=None, error=error)
     else:
         vals.update(raw=r.raw, ranking=r.ranking, parse_error=r.parse_error, strict_error=r.strict_error,
-                    slot_scores=r.slot_scores, tie=r.tie, score=item_score(r.ranking, order),
+                    slot_scores=r.slot_scores, tie=r.tie, pref_prob=r.pref_prob, score=item_score(r.ranking, order),
                     truncated=r.truncated, prompt_tokens=r.prompt_tokens, error=None)
     return {f: vals[f] for f in PRED_FIELDS}
 

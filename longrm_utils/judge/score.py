@@ -12,8 +12,9 @@ The prediction lines follow the contract in ``docs/contracts.md`` (one line per 
   ``results.csv``), never 0.
 * :func:`extended_metrics` -- the metrics the official scorer does not report: two-order accuracy,
   consistent accuracy, first-slot and position-bias rates, parse failures (official and strict),
-  truncations, errors, ties, top-1 BestOfN accuracy, per task / bucket / format, with bootstrap
-  95% intervals that resample items (not lines).
+  truncations, errors, ties, top-1 BestOfN accuracy, and the ranking-quality metrics RL users need
+  (AUC and ECE of the preference probability; reward AUC for scalar RMs), per task / bucket /
+  format, with bootstrap 95% intervals that resample items (not lines).
 
 Tables and figures across judges live in :mod:`longrm_utils.evaluate`.
 """
@@ -31,7 +32,7 @@ from ..constants import BUCKET_ORDER, BUCKETS, RESULT_COLUMNS, SAME_SUBTYPE, TAS
 from ..contracts import (METRICS, PREDICTIONS, RESULTS, RUN_CONFIG, TIMINGS, group_items, is_pairwise,
                          read_predictions, run_config, top1_correct)
 from ..io import read_jsonl, write_json, write_text
-from ..stats import BOOT_SEED, N_BOOT, bootstrap_ci
+from ..stats import BOOT_SEED, N_BOOT, auc, bootstrap_ci, ece
 
 
 # --- the official row ---------------------------------------------------------------------------
@@ -108,8 +109,47 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def group_metrics(items: list[dict[int, dict]], *, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict[str, Any]:
-    """Metrics of one group of items (fractions in 0..1; counts are integers)."""
+def preference_lines(items: list[dict[int, dict]]) -> tuple[list[float], list[int], list[int]]:
+    """(preference probability of slot A, label "slot A holds the chosen answer", item index) of every
+    pairwise line, of every pass, that carries a ``pref_prob``."""
+    probs, labels, idx = [], [], []
+    for i, ps in enumerate(items):
+        for p in ps.values():
+            if is_pairwise(p) and p.get("pref_prob") is not None:
+                probs.append(float(p["pref_prob"])), labels.append(int(p["order"][0] == 0)), idx.append(i)
+    return probs, labels, idx
+
+
+def reward_lines(items: list[dict[int, dict]]) -> tuple[list[float], list[int], list[int]]:
+    """(reward, label "the best response", item index) of every response of a scalar RM, from the first
+    pass of each item (a reward does not depend on the display slot)."""
+    rewards, labels, idx = [], [], []
+    for i, ps in enumerate(items):
+        p = ps.get(0) or ps[min(ps)]
+        if isinstance(p.get("raw"), list) and not p.get("error"):
+            for r, o in zip(p["raw"], p["order"]):
+                rewards.append(float(r)), labels.append(int(o == 0)), idx.append(i)
+    return rewards, labels, idx
+
+
+def ranking_metrics(items: list[dict[int, dict]], *, rewards: bool, n_boot: int = N_BOOT,
+                    seed: int = BOOT_SEED) -> dict[str, Any]:
+    """AUC and ECE of the preference probability and, for scalar RMs (``rewards``), the reward AUC
+    across items, each with a 95% interval that resamples items (docs/contracts.md)."""
+    probs, labels, idx = preference_lines(items)
+    out: dict[str, Any] = {"n_pref_lines": len(probs)}
+    out["auc"], out["auc_ci95"] = auc(probs, labels, items=idx, n_boot=n_boot, seed=seed)
+    out["ece"], out["ece_ci95"] = ece(probs, labels, items=idx, n_boot=n_boot, seed=seed)
+    if rewards:
+        r, y, ri = reward_lines(items)
+        out["reward_auc"], out["reward_auc_ci95"] = auc(r, y, items=ri, n_boot=n_boot, seed=seed)
+    return out
+
+
+def group_metrics(items: list[dict[int, dict]], *, n_boot: int = N_BOOT, seed: int = BOOT_SEED,
+                  rewards: bool = False) -> dict[str, Any]:
+    """Metrics of one group of items (fractions in 0..1; counts are integers). ``rewards``: the lines
+    come from a scalar RM, whose rewards are ranked across items as well (``reward_auc``)."""
     per = [_per_item(ps) for ps in items]
     lines = [p for ps in items for p in ps.values()]
     pw_lines = [p for p in lines if is_pairwise(p) and p.get("ranking") is not None]
@@ -136,11 +176,16 @@ def group_metrics(items: list[dict[int, dict]], *, n_boot: int = N_BOOT, seed: i
     out["errors"] = sum(1 for p in lines if p.get("error"))
     out["error_items"] = sum(1 for ps in items if any(p.get("error") for p in ps.values()))
     out["ties"] = sum(1 for p in lines if p.get("tie"))
+    out.update(ranking_metrics(items, rewards=rewards, n_boot=n_boot, seed=seed))
     return out
 
 
-def extended_metrics(preds: Sequence[dict], *, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> dict[str, Any]:
+def extended_metrics(preds: Sequence[dict], *, n_boot: int = N_BOOT, seed: int = BOOT_SEED,
+                     kind: str | None = None) -> dict[str, Any]:
+    """Every metric per task, bucket and format; ``kind`` (from ``run_config.json``) = ``"scalar"`` adds
+    the reward AUC."""
     items = group_items(preds)
+    rewards = kind == "scalar"
     vals = list(items.values())
 
     def first(ps: dict[int, dict]) -> dict:
@@ -150,7 +195,7 @@ def extended_metrics(preds: Sequence[dict], *, n_boot: int = N_BOOT, seed: int =
         groups: dict[str, list] = {}
         for ps in (subset if subset is not None else vals):
             groups.setdefault(str(keyf(first(ps))), []).append(ps)
-        return {k: group_metrics(v, n_boot=n_boot, seed=seed) for k, v in groups.items()}
+        return {k: group_metrics(v, n_boot=n_boot, seed=seed, rewards=rewards) for k, v in groups.items()}
 
     bucket_order = {b: i for i, b in enumerate(BUCKET_ORDER)}
     task_order = {t: i for i, t in enumerate(TASKS)}
@@ -164,9 +209,9 @@ def extended_metrics(preds: Sequence[dict], *, n_boot: int = N_BOOT, seed: int =
         "n_items": len(vals),
         "n_lines": sum(len(ps) for ps in vals),
         "passes": sorted({k for ps in vals for k in ps}),
-        "overall": group_metrics(vals, n_boot=n_boot, seed=seed),
-        "by_tasktype": {"PairWise": group_metrics(pw, n_boot=n_boot, seed=seed),
-                        "BestOfN": group_metrics(bon, n_boot=n_boot, seed=seed)},
+        "overall": group_metrics(vals, n_boot=n_boot, seed=seed, rewards=rewards),
+        "by_tasktype": {"PairWise": group_metrics(pw, n_boot=n_boot, seed=seed, rewards=rewards),
+                        "BestOfN": group_metrics(bon, n_boot=n_boot, seed=seed, rewards=rewards)},
         "by_task": ordered(by(lambda p: p["task"]), task_order),
         "by_bucket": ordered(by(lambda p: p.get("ctx_length_for_length")), bucket_order),
         "pairwise_by_bucket": ordered(by(lambda p: p.get("ctx_length_for_length"), pw), bucket_order),
@@ -211,9 +256,11 @@ def score_file(predictions_path: str | Path, out_dir: str | Path | None = None, 
     predictions_path = Path(predictions_path)
     folder = predictions_path.parent
     out_dir = Path(out_dir) if out_dir is not None else folder
+    cfg = run_config(folder)
+    kw.setdefault("kind", cfg.get("args", {}).get("kind"))
     row, metrics = score_predictions(read_predictions(predictions_path), **kw)
-    if (folder / RUN_CONFIG).exists():
-        metrics["run"] = run_config(folder)
+    if cfg:
+        metrics["run"] = cfg
     t = timing_summary(folder / TIMINGS)
     if t:
         metrics["timing"] = t
