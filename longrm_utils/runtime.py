@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
+import logging
 import os
 import platform
 import random
@@ -156,6 +157,54 @@ def set_threads(n: int | None = None) -> int:
     n = n or os.cpu_count() or 1
     torch.set_num_threads(n)
     return n
+
+
+# --- logs and progress bars --------------------------------------------------------------------------
+
+PACKAGE_LOGGER = "longrm_utils"
+PROGRESS_ENV = "LONGRM_PROGRESS"
+"""Set to 0 to hide every progress bar (``--quiet`` does); bars are on otherwise, in terminals,
+notebooks (ipywidgets) and logs (tqdm's plain-text form when stderr is not a terminal)."""
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (Jupyter replaces it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def get_logger(name: str) -> logging.Logger:
+    """The package's logger for ``name`` (``longrm_utils.<name>``). Records go to stderr as
+    ``[name] message`` at INFO and above unless :func:`set_verbosity` says otherwise."""
+    root = logging.getLogger(PACKAGE_LOGGER)
+    if not root.handlers:
+        h = _StderrHandler()
+        h.setFormatter(logging.Formatter("[%(short)s] %(message)s"))
+        h.addFilter(_short_name)
+        root.addHandler(h)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+    return logging.getLogger(f"{PACKAGE_LOGGER}.{name}" if not name.startswith(PACKAGE_LOGGER) else name)
+
+
+def _short_name(record: logging.LogRecord) -> bool:
+    record.short = record.name.rsplit(".", 1)[-1]
+    return True
+
+
+def set_verbosity(level: int) -> None:
+    """-1: warnings only and no progress bars (``--quiet``); 0: progress and info (default);
+    1: debug records too (``--verbose``)."""
+    get_logger(PACKAGE_LOGGER)
+    logging.getLogger(PACKAGE_LOGGER).setLevel({-1: logging.WARNING, 0: logging.INFO}.get(level, logging.DEBUG))
+    os.environ[PROGRESS_ENV] = "0" if level < 0 else "1"
+
+
+def progress_enabled(requested: bool = True) -> bool:
+    """Whether a progress bar is shown: asked for by the caller and not switched off by ``--quiet``."""
+    return requested and os.environ.get(PROGRESS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def quiet() -> None:

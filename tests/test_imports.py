@@ -16,7 +16,7 @@ ALLOWED = {
     "io": set(),
     "stats": set(),
     "contracts": {"constants", "io"},
-    "cli": {"io"},
+    "cli": {"io", "runtime"},
     "miniature": set(),
     "rundir": {"constants", "io", "runtime", "cli"},
     "models": {"constants", "io", "runtime", "cli", "miniature"},

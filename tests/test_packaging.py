@@ -45,3 +45,20 @@ def test_readme_first_commands_and_ci():
     assert re.search(r"^make test$", ci, re.M), ".ci/run must run the README's test command unchanged"
     mk = (REPO_ROOT / "Makefile").read_text()
     assert "HF_HUB_OFFLINE" in mk
+
+
+def test_cli_version_plain_help_and_one_boolean_style():
+    import re
+    import subprocess
+    import sys
+
+    pkg = REPO_ROOT / "longrm_utils"
+    out = subprocess.run([sys.executable, "-m", "longrm_utils", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and re.fullmatch(r"longrm \d+\.\d+\.\d+\n", out.stdout)
+    helptext = subprocess.run([sys.executable, "-m", "longrm_utils", "judge", "--help"], capture_output=True,
+                              text=True).stdout
+    assert helptext.startswith("usage: longrm judge") and "``" not in helptext and ":func:" not in helptext
+    assert "--shared-prefix, --no-shared-prefix" in helptext and "--quiet, --no-quiet" in helptext
+    offenders = [f"{p.relative_to(pkg)}:{i}" for p in pkg.rglob("*.py")
+                 for i, ln in enumerate(p.read_text().splitlines(), 1) if re.search(r"store_(true|false)", ln)]
+    assert not offenders, f"booleans go through cli.add_flag (--flag/--no-flag): {offenders}"

@@ -11,7 +11,7 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..cli import ArgumentParser
+from ..cli import ArgumentParser, add_flag
 from ..bench.schema import read_jsonl
 from ..contracts import group_items
 from ..io import InputError, write_json, write_text
@@ -285,7 +285,7 @@ def cli(argv: list[str] | None = None) -> int:
                    help="benchmark JSONL the predictions were judged on (repeatable); enables length bias and "
                         "content-based contradiction detection. Default: the bench in each run_config.json")
     p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples (0: no intervals)")
-    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    add_flag(p, "figures", default=True, help="draw the PNG figures")
     a = p.parse_args(argv)
     preds: dict[str, list[dict]] = OrderedDict()
     for spec in a.predictions:
@@ -302,7 +302,7 @@ def cli(argv: list[str] | None = None) -> int:
         if missing:
             print(f"no benchmark records for {missing} (pass --bench): length bias and content-based "
                   "contradiction detection are skipped for them")
-    rep = analyze(preds, a.out, bench=bench, n_boot=a.n_boot, figures=not a.no_figures)
+    rep = analyze(preds, a.out, bench=bench, n_boot=a.n_boot, figures=a.figures)
     print(f"wrote {Path(a.out) / 'failure_report.json'} and failure_report.md")
     for row in summary_rows(rep):
         print(", ".join(f"{k}={_pct(v) if isinstance(v, float) and k != 'slope_pts_per_doubling' else v}"

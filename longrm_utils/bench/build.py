@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..cli import ArgumentParser, positive_int
+from ..cli import ArgumentParser, add_flag, positive_int
 from ..constants import (BUCKET_TOKENS, BUCKETS, PAPER_BON_ITEMS_PER_SIZE, PAPER_PAIRWISE_ITEMS, PAPER_TASK_COUNTS,
                          SHORT_BUCKET, TASKS)
 from . import metrics as M
@@ -371,12 +371,12 @@ def cli(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--short-tokenizer", default="smollm2-135m-instruct", help="tokenizer of the short set")
     p.add_argument("--buckets", nargs="+", default=["4k", "8k"], help=f"length buckets, from {BUCKETS}")
     p.add_argument("--items-per-cell", type=positive_int, default=1, help="items per (task, format, bucket) cell")
-    p.add_argument("--all-bon-sizes", action="store_true", help="every BoN size in every (task, bucket), not rotated")
-    p.add_argument("--paper-layout", action="store_true", help="the paper's 1,900-item layout over --buckets")
-    p.add_argument("--no-short", action="store_true", help="skip the short set and its training split")
+    add_flag(p, "all-bon-sizes", default=False, help="every BoN size in every (task, bucket), not rotated")
+    add_flag(p, "paper-layout", default=False, help="the paper's 1,900-item layout over --buckets")
+    add_flag(p, "short", default=True, help="also build the short set and its training split")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(list(argv) if argv is not None else None)
-    res = build_course_sets(a.out, tokenizer=a.tokenizer, short_tokenizer=None if a.no_short else a.short_tokenizer,
+    res = build_course_sets(a.out, tokenizer=a.tokenizer, short_tokenizer=a.short_tokenizer if a.short else None,
                             buckets=a.buckets, items_per_cell=a.items_per_cell, rotate_bon=not a.all_bon_sizes,
                             paper_layout=a.paper_layout, seed=a.seed)
     print(json.dumps({k: v for k, v in res.items() if k not in ("records", "reports", "card_data")}, indent=2,

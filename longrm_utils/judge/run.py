@@ -31,17 +31,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import io, models
+from ..runtime import get_logger, progress_enabled
 from ..bench import cues, schema
-from ..cli import ArgumentParser, positive_int
+from ..cli import ArgumentParser, add_flag, positive_int
 from ..constants import (CPU_MAX_NEW_TOKENS, OFFICIAL_MAX_INPUT_TOKENS, OFFICIAL_MAX_NEW_TOKENS, OFFICIAL_ORDER_SEED,
                          TASKS)
 from ..contracts import (BENCH_COPY, METRICS, PRED_FIELDS, PREDICTIONS, RESULTS, RUN_CONFIG, TIMINGS, item_key,
                          item_score)
 from ..io import InputError, dumps_line, read_json, write_json
 from ..stats import N_BOOT
-from . import backends, prompts, score, vllm
+from . import backends, prompts, score, served, vllm
 
 KINDS = ("generative", "pointwise", "scalar", "heuristic")
+log = get_logger("judge")
 # --- inputs ---------------------------------------------------------------------------------------
 
 def _where(bench: Any) -> str:
@@ -80,8 +82,8 @@ def load_bench(bench: Any, tasks: Sequence[str] | None = None, limit: int | None
         recs = [r for r in recs if r["task"] in set(tasks)]
     near = sum(1 for r in recs if r["tasktype"] == "PairWise" and " ".join(r["chosen"].split()) == " ".join(r["rejected"].split()))
     if near:
-        print(f"[judge] warning: {_where(bench)}: {near} pair(s) whose chosen and rejected answers differ only in "
-              "whitespace; they are judged and scored as any other pair", file=sys.stderr)
+        log.warning(f"{_where(bench)}: {near} pair(s) whose chosen and rejected answers differ only in "
+                    "whitespace; they are judged and scored as any other pair")
     return recs[:limit] if limit is not None else recs
 
 
@@ -109,7 +111,7 @@ def resolve_max_new_tokens(requested: int | None, device: str) -> int:
     n = requested or OFFICIAL_MAX_NEW_TOKENS
     if device == "cpu" and n > CPU_MAX_NEW_TOKENS:
         if requested:
-            print(f"[judge] CPU: max_new_tokens {requested} capped at {CPU_MAX_NEW_TOKENS}")
+            log.info(f"CPU: max_new_tokens {requested} capped at {CPU_MAX_NEW_TOKENS}")
         n = CPU_MAX_NEW_TOKENS
     return n
 
@@ -144,7 +146,7 @@ def _recover(path: Path, passes: int, *, retry_errors: bool = False) -> set[tupl
     new = b"".join(r + b"\n" for r in keep)
     if new != raw:
         dropped = len(good) - len(keep)
-        print(f"[judge] resume: dropped {dropped} line(s) of unfinished"
+        log.info(f"resume: dropped {dropped} line(s) of unfinished"
               + (f" or errored ({len(errored)} item(s) to retry)" if errored else "") + " items"
               + (" and a torn last line" if raw and not raw.endswith(b"\n") else ""))
         path.write_bytes(new)
@@ -202,14 +204,31 @@ def _spec_or_none(judge: str) -> models.ModelSpec | None:
         return None
 
 
+BACKENDS = ("hf", "vllm", "openai")
+
+
 def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantization=None, attn="auto",
                  templates=None, max_new_tokens=None, max_input_tokens=None, order_seed=OFFICIAL_ORDER_SEED,
-                 backend="hf", shared_prefix=True, batch_size=1, seed=0):
-    """Build the backend for ``kind``; returns (backend, resolved settings for run_config)."""
+                 backend="hf", shared_prefix=True, batch_size=1, seed=0, served_args: dict | None = None):
+    """Build the backend for ``kind``; returns (backend, resolved settings for run_config).
+
+    ``served_args`` (backend ``openai``): ``base_url``, and optionally ``api_key_env``,
+    ``concurrency``, ``timeout_s``, ``retries`` of :class:`.served.OpenAIChatJudge`.
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if kind == "heuristic":
         return backends.HeuristicJudge(judge, order_seed), {}
+    if backend == "openai":
+        if kind != "generative":
+            raise InputError(f"--backend openai judges with kind generative, got {kind!r}")
+        sa = dict(served_args or {})
+        if not sa.get("base_url"):
+            raise InputError("--backend openai needs --base-url, e.g. http://127.0.0.1:8000/v1")
+        max_new = max_new_tokens or OFFICIAL_MAX_NEW_TOKENS
+        b = served.OpenAIChatJudge(judge, templates=templates, max_new_tokens=max_new, **sa)
+        return b, {"backend": "openai", "max_new_tokens": max_new, "max_input_tokens": None,
+                   "base_url": sa["base_url"], "concurrency": b.concurrency}
     mkind = models.SCALAR if kind == "scalar" else models.GENERATIVE
     if backend == "vllm":
         if kind == "scalar":
@@ -257,7 +276,7 @@ def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantizat
 
 
 RERUN_SETTINGS = ("device", "attn", "backend", "torch_threads", "max_new_tokens", "max_input_tokens",
-                  "shared_prefix", "batch_size")
+                  "shared_prefix", "batch_size", "base_url")
 """Resolved settings that change a prediction: a resume under other values is refused."""
 
 
@@ -293,7 +312,7 @@ def _start_folder(out: Path, config: dict, *, overwrite: bool) -> dict:
     if diff:
         for name in (PREDICTIONS, TIMINGS, RESULTS, METRICS, RUN_CONFIG):
             (out / name).unlink(missing_ok=True)
-        print(f"[judge] --overwrite: removed the predictions of other settings in {out}")
+        log.info(f"--overwrite: removed the predictions of other settings in {out}")
         return {}
     return old
 
@@ -311,6 +330,7 @@ def _judge_config(judge, kind, bench, recs, templates, **args) -> dict:
                                               templates.pointwise) if gen else None,
             "requested_max_new_tokens": args["max_new_tokens"], "requested_max_input_tokens": args["max_input_tokens"],
             "backend": args["backend"] if kind != "heuristic" else None, "seed": args["seed"],
+            "base_url": args["base_url"] if args["backend"] == "openai" else None,
             "device": args["device"], "attn": args["attn"] if kind != "heuristic" else None,
             "shared_prefix": args["shared_prefix"] if kind == "scalar" else None,
             "batch_size": args["batch_size"] if kind == "scalar" else None}
@@ -323,14 +343,15 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
               judge_id: str | None = None, loaded: Any = None, max_input_tokens: int | None = None,
               backend: str = "hf", shared_prefix: bool = True, batch_size: int = 1, seed: int = 0,
               progress: bool = True, n_boot: int = N_BOOT, overwrite: bool = False,
-              retry_errors: bool = False) -> dict:
+              retry_errors: bool = False, served_args: dict | None = None) -> dict:
     """Judge ``bench`` with ``judge`` and write the judge folder ``out_dir``; returns the metrics.
 
     ``judge`` is a preset, a model folder or hub id, or (``kind='heuristic'``) one of
     ``random``/``longer``/``overlap``. ``loaded`` is an already loaded ``models.Loaded`` (a model
     trained in the same notebook); it is used instead of loading ``judge``. A rerun with the same
     settings resumes; other settings are refused unless ``overwrite``; ``retry_errors`` judges again
-    the items whose judging raised.
+    the items whose judging raised. ``backend="openai"`` judges through an OpenAI-compatible server
+    (``served_args``: ``base_url`` and the options of :class:`.served.OpenAIChatJudge`).
     """
     _check_args(orders, kind, judge, max_new_tokens, max_input_tokens, batch_size)
     recs = load_bench(bench, tasks, limit)
@@ -339,7 +360,8 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
     config = _judge_config(judge, kind, bench, recs, templates, judge_id=judge_id, orders=orders,
                            order_seed=order_seed, tasks=tasks, limit=limit, quantization=quantization,
                            max_new_tokens=max_new_tokens, max_input_tokens=max_input_tokens, backend=backend,
-                           seed=seed, device=device, attn=attn, shared_prefix=shared_prefix, batch_size=batch_size)
+                           seed=seed, device=device, attn=attn, shared_prefix=shared_prefix, batch_size=batch_size,
+                           base_url=(served_args or {}).get("base_url"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     old = _start_folder(out, config, overwrite=overwrite)
@@ -357,14 +379,15 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
         bk, settings = make_backend(judge, kind, loaded=loaded, device=device, quantization=quantization, attn=attn,
                                     templates=templates, max_new_tokens=max_new_tokens,
                                     max_input_tokens=max_input_tokens, order_seed=order_seed, backend=backend,
-                                    shared_prefix=shared_prefix, batch_size=batch_size, seed=seed)
+                                    shared_prefix=shared_prefix, batch_size=batch_size, seed=seed,
+                                    served_args=served_args)
         diff = _differences(old.get("resolved", {}), settings, RERUN_SETTINGS) if done else []
         if diff:
             raise InputError(f"its predictions were made with other resolved settings ({'; '.join(diff)}); "
                              "rerun with --overwrite to replace them, or write to another folder", file=out)
     write_json(out / RUN_CONFIG, {"args": config, "resolved": settings})
     if done:
-        print(f"[judge] {judge_id}: resuming, {len(done)} of {len(recs)} items already done")
+        log.info(f"{judge_id}: resuming, {len(done)} of {len(recs)} items already done")
     _judge_items(bk, todo, out, orders, order_seed, judge_id, progress)
     return score.score_file(out / PREDICTIONS, out, n_boot=n_boot)
 
@@ -377,19 +400,10 @@ def _judge_items(bk, todo: list[dict], out: Path, orders: int, order_seed: int, 
     from tqdm.auto import tqdm
 
     with open(out / PREDICTIONS, "a", encoding="utf-8") as fp, open(out / TIMINGS, "a", encoding="utf-8") as ft:
-        for rec in tqdm(todo, desc=f"judge {judge_id}", leave=False, disable=not progress):
-            item = item_view(rec)
-            ords = schema.display_orders(rec, item.n, order_seed, orders)
-            t0 = time.perf_counter()
-            try:
-                res, err = bk.judge_item(item, ords), None
-                if len(res) != len(ords):
-                    raise RuntimeError(f"backend returned {len(res)} results for {len(ords)} orders")
-            except Exception as e:  # noqa: BLE001 - recorded per item; the run goes on
-                res, err = [None] * len(ords), f"{type(e).__name__}: {e}"[:2000]
-                _free_memory()
-                print(f"[judge] item ({rec['task']}, {rec['id']}) failed: {err[:200]}", file=sys.stderr)
-            wall = time.perf_counter() - t0
+        bar = tqdm(todo, desc=f"judge {judge_id}", unit="item", disable=not progress_enabled(progress),
+                   file=sys.stderr, mininterval=1.0 if sys.stderr.isatty() else 10.0)
+        for rec, (res, err, wall) in zip(bar, _results(bk, todo, orders, order_seed)):
+            ords = schema.display_orders(rec, len(schema.answers(rec)), order_seed, orders)
             # timings first: a kill between the two writes leaves timings of an unfinished item,
             # which the resume drops, never a finished item without timings
             tl = [{"task": rec["task"], "id": rec["id"], "pass": k,
@@ -406,6 +420,42 @@ def _judge_items(bk, todo: list[dict], out: Path, orders: int, order_seed: int, 
 
     gc.collect()
     _free_memory()
+
+
+def _results(bk, todo: list[dict], orders: int, order_seed: int):
+    """(results, error, wall seconds) of each record of ``todo``, in order. A backend with
+    ``judge_items`` (a served model) keeps several items in flight; the others judge one at a time.
+    An item that raises is recorded with its error, and the run goes on."""
+    def view(rec: dict):
+        v = item_view(rec)
+        return v, schema.display_orders(rec, v.n, order_seed, orders)
+
+    views = (view(r) for r in todo)
+    if hasattr(bk, "judge_items"):
+        t0 = time.perf_counter()
+        for rec, res in zip(todo, bk.judge_items(views)):
+            now = time.perf_counter()
+            yield _checked(rec, res, now - t0, orders)
+            t0 = now
+        return
+    for rec, v in zip(todo, views):
+        t0 = time.perf_counter()
+        try:
+            res = bk.judge_item(*v)
+        except Exception as e:  # noqa: BLE001 - recorded per item; the run goes on
+            res = e
+        yield _checked(rec, res, time.perf_counter() - t0, orders)
+
+
+def _checked(rec: dict, res, wall: float, orders: int):
+    if not isinstance(res, Exception) and len(res) != orders:
+        res = RuntimeError(f"backend returned {len(res)} results for {orders} orders")
+    if isinstance(res, Exception):
+        err = f"{type(res).__name__}: {res}"[:2000]
+        _free_memory()
+        log.warning(f"item ({rec['task']}, {rec['id']}) failed: {err[:200]}")
+        return [None] * orders, err, wall
+    return res, None, wall
 
 
 def _free_memory() -> None:
@@ -437,21 +487,33 @@ def cli(argv: list[str] | None = None) -> int:
     p.add_argument("--prompt-file", default=None, help="YAML/JSON with system/pairwise/ranking/pointwise templates")
     p.add_argument("--order-seed", type=int, default=OFFICIAL_ORDER_SEED, help="display-order seed (official: 42)")
     p.add_argument("--judge-id", default=None, help="name for this judge in tables (default from --model)")
-    p.add_argument("--backend", default="hf", choices=("hf", "vllm"), help="generation backend")
-    p.add_argument("--no-shared-prefix", action="store_true", help="scalar: score every full sequence (slower)")
+    p.add_argument("--backend", default="hf", choices=BACKENDS,
+                   help="hf: transformers in this process; vllm: vLLM in this process (CUDA); openai: a served "
+                        "model at --base-url (vLLM, SGLang, llama.cpp, a hosted API, or `longrm serve`)")
+    p.add_argument("--base-url", default=None, help="openai backend: the API root, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="openai backend: environment variable that holds the key (never recorded)")
+    p.add_argument("--concurrency", type=positive_int, default=4, help="openai backend: requests in flight")
+    p.add_argument("--request-timeout", type=float, default=600.0, help="openai backend: seconds per request")
+    p.add_argument("--retries", type=int, default=4,
+                   help="openai backend: retries with exponential backoff on timeouts, 429 and 5xx")
+    add_flag(p, "shared-prefix", default=True, help="scalar: encode the shared context once per item "
+             "(--no-shared-prefix scores every full sequence, slower)")
     p.add_argument("--batch-size", type=positive_int, default=1, help="scalar without shared prefix: sequences per batch")
     p.add_argument("--seed", type=int, default=0, help="seed for building/initialising models (not the order)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace predictions that --out holds from other settings (default: refuse)")
-    p.add_argument("--retry-errors", action="store_true",
-                   help="judge again the items whose judging raised (an out-of-memory error, say)")
+    add_flag(p, "overwrite", default=False,
+             help="replace predictions that --out holds from other settings (default: refuse)")
+    add_flag(p, "retry-errors", default=False,
+             help="judge again the items whose judging raised (an out-of-memory error, say)")
     a = p.parse_args(argv)
     m = run_judge(a.model, kind=a.kind, bench=a.bench, out_dir=a.out, orders=a.orders, limit=a.limit, tasks=a.tasks,
                   max_new_tokens=a.max_new_tokens, device=a.device, quantization=a.quantization, attn=a.attn,
                   prompt_file=a.prompt_file, order_seed=a.order_seed, judge_id=a.judge_id,
-                  max_input_tokens=a.max_input_tokens, backend=a.backend, shared_prefix=not a.no_shared_prefix,
-                  batch_size=a.batch_size, seed=a.seed, progress=False, overwrite=a.overwrite,
-                  retry_errors=a.retry_errors)
+                  max_input_tokens=a.max_input_tokens, backend=a.backend, shared_prefix=a.shared_prefix,
+                  batch_size=a.batch_size, seed=a.seed, progress=True, overwrite=a.overwrite,
+                  retry_errors=a.retry_errors,
+                  served_args={"base_url": a.base_url, "api_key_env": a.api_key_env, "concurrency": a.concurrency,
+                               "timeout_s": a.request_timeout, "retries": a.retries} if a.backend == "openai" else None)
     o = m["overall"]
     print(f"wrote {a.out}/predictions.jsonl, results.csv, metrics.json ({m['n_items']} items, {m['n_lines']} lines)")
     print(score.format_row(m["results"]))

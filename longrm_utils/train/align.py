@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..cli import ArgumentParser
+from ..cli import ArgumentParser, add_flag
 from .. import constants, models
 from ..contracts import PrefItem, read_pref_jsonl
 from ..io import append_jsonl, write_json, write_text
@@ -302,7 +302,7 @@ def _parser(prog: str, kind: str) -> argparse.ArgumentParser:
     p.add_argument("--lora-r", type=int, default=16)
     p.add_argument("--device", default="auto")
     p.add_argument("--attn", default="auto")
-    p.add_argument("--gradient-checkpointing", action="store_true")
+    add_flag(p, "gradient-checkpointing", default=False, help="recompute activations in the backward pass")
     add_dataclass_args(p, AlignConfig)
     return p
 

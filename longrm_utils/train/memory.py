@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..cli import ArgumentParser
+from ..cli import ArgumentParser, add_flag
 from ..io import read_json
 from ..models import REGISTRY
 from .options import field_docs, parse_bool
@@ -395,7 +395,7 @@ def cli(argv: list[str] | None = None) -> int:
     for k, t in (("params-b", float), ("layers", int), ("hidden", int), ("kv-heads", int), ("head-dim", int),
                  ("vocab", int), ("intermediate", int)):
         p.add_argument(f"--{k}", type=t, default=None, help="explicit model numbers (with --params-b)")
-    p.add_argument("--tied", action="store_true", help="explicit model: tied input/output embeddings")
+    add_flag(p, "tied", default=False, help="explicit model: tied input/output embeddings")
     docs = field_docs(PlanConfig)
     for f in fields(PlanConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -410,7 +410,7 @@ def cli(argv: list[str] | None = None) -> int:
             p.add_argument(flag, type=typ, default=f.default, help=f"{doc} (default {f.default})")
     p.add_argument("--gpu-mem", type=float, default=None, help="GiB per GPU: also report the longest context that fits")
     p.add_argument("--usable", type=float, default=0.9, help="share of the card the plan may use (default 0.9)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_flag(p, "json", default=False, help="print JSON")
     a = p.parse_args(argv)
     shape = _shape_from_args(a)
     try:
