@@ -34,8 +34,9 @@ test: $(STAMP)
 report: $(STAMP)
 	$(PY) -m longrm_utils report --run $(OUT) --out docs/results
 
+# Containers run as root, which JupyterLab refuses without --allow-root.
 lab: $(STAMP)
-	$(PY) -m jupyter lab notebooks
+	$(PY) -m jupyter lab notebooks $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 clean-venv:
 	rm -rf $(VENV)

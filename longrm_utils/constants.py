@@ -55,7 +55,14 @@ RESULT_COLUMNS = (
 SLOT_LETTERS = "ABCD"
 
 # --- Course layout ------------------------------------------------------------------------------
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+SHIPPED_COURSE = PACKAGE_DIR / "_course"
+"""Where a wheel install keeps the notebooks, profiles and data (setup.py copies them there)."""
+IN_CHECKOUT = (PACKAGE_DIR.parent / "configs" / "profiles").is_dir()
+"""True for a git checkout or an editable install; False for a wheel installed into site-packages."""
+REPO_ROOT = PACKAGE_DIR.parent if IN_CHECKOUT else SHIPPED_COURSE
+"""The course's root: the checkout, or the copy shipped in the wheel. Run directories of a wheel
+install go under the working directory instead (:func:`longrm_utils.rundir.resolve`)."""
 DATA_DIR = REPO_ROOT / "data"
 REFERENCE_DIR = DATA_DIR / "reference"
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .constants import ARTIFACT_PRODUCERS, REPO_ROOT, SHIPPED_ARTIFACTS
+from .constants import ARTIFACT_PRODUCERS, IN_CHECKOUT, REPO_ROOT, SHIPPED_ARTIFACTS
 from .io import read_json, write_json
 from .runtime import hub_offline, package_versions
 
@@ -44,9 +44,10 @@ def run_dir(path: str | os.PathLike | None = None, *, default_name: str = "inter
     warns, and the notebook would run with its defaults.
     """
     check_injected()
-    p = Path(path) if path else REPO_ROOT / "runs" / default_name
+    base = REPO_ROOT if IN_CHECKOUT else Path.cwd()  # a wheel's shipped copy is not the place for runs
+    p = Path(path) if path else base / "runs" / default_name
     if not p.is_absolute():
-        p = (REPO_ROOT / p) if not p.exists() else p.resolve()
+        p = (base / p) if not p.exists() else p.resolve()
     p.mkdir(parents=True, exist_ok=True)
     return p
 

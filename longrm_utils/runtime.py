@@ -34,7 +34,7 @@ OPTIONAL_WHAT_IT_DISABLES = {
     "bf16": "bf16 mixed precision; fp32 is used instead",
     "flash_attn": "flash_attention_2 and padding-free packing; sdpa is used instead",
     "bitsandbytes": "4-bit QLoRA loading",
-    "vllm": "the vLLM judging backend; the HF generate backend is used instead",
+    "vllm": "the in-process vLLM backend; judge a vLLM server with --backend openai instead (docs/serving.md)",
     "deepspeed": "DeepSpeed ZeRO-2/3 and Ulysses sequence-parallel configs",
     "smollm2": "the SmolLM2-135M-Instruct preset offline (run `python -m longrm_utils setup`)",
 }

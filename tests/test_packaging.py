@@ -2,6 +2,7 @@
 import re
 import tomllib
 
+import pytest
 import yaml
 
 from longrm_utils.constants import REPO_ROOT
@@ -33,7 +34,8 @@ def test_pins_and_extras():
     deps = proj["dependencies"]
     assert "torch==2.13.0" in deps
     assert all("==" in d for d in deps), [d for d in deps if "==" not in d]
-    assert {"dev", "gpu", "vllm", "multigpu"} <= set(proj["optional-dependencies"])
+    assert {"dev", "gpu", "multigpu"} <= set(proj["optional-dependencies"])
+    assert "vllm" not in proj["optional-dependencies"]  # does not resolve with the pins: served instead
     assert not any(d.startswith("flash-attn") for d in deps), "flash-attn must stay an optional extra"
 
 
@@ -62,3 +64,34 @@ def test_cli_version_plain_help_and_one_boolean_style():
     offenders = [f"{p.relative_to(pkg)}:{i}" for p in pkg.rglob("*.py")
                  for i, ln in enumerate(p.read_text().splitlines(), 1) if re.search(r"store_(true|false)", ln)]
     assert not offenders, f"booleans go through cli.add_flag (--flag/--no-flag): {offenders}"
+
+
+@pytest.mark.slow
+def test_a_wheel_install_runs_the_first_notebooks_outside_the_checkout(tmp_path):
+    """Build the wheel, install it (no dependencies: they are this environment's) into a folder of its
+    own, and run ``course --profile cpu --only 00,01`` from an unrelated directory: the profiles,
+    notebooks and data come from the wheel, the run directory lands under the working directory."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    dist, target, work = tmp_path / "dist", tmp_path / "site", tmp_path / "work"
+    work.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(REPO_ROOT),
+                    "-w", str(dist)], check=True, cwd=tmp_path)
+    wheel = next(dist.glob("longrm_course-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True)
+    env = {**os.environ, "PYTHONPATH": str(target), "HF_HUB_OFFLINE": "1"}
+    where = subprocess.run([sys.executable, "-c", "import longrm_utils.constants as c; print(c.REPO_ROOT, c.IN_CHECKOUT)"],
+                           capture_output=True, text=True, env=env, cwd=work, check=True).stdout.split()
+    assert where == [str(target / "longrm_utils" / "_course"), "False"]
+    res = subprocess.run([sys.executable, "-m", "longrm_utils", "course", "--profile", "cpu", "--only", "00,01"],
+                         capture_output=True, text=True, env=env, cwd=work)
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = work / "runs" / "cpu"
+    summary = json.loads((run / "summary.json").read_text())
+    assert [n["status"] for n in summary["notebooks"]] == ["ok", "ok"]
+    assert (run / "bench" / "short.jsonl").exists()
+    assert json.loads((run / "manifest.json").read_text())["git_commit"] is None  # not the checkout's code

@@ -392,7 +392,9 @@ class PointwiseJudge(HFGenerativeJudge):
 class VLLMGenerativeJudge(HFGenerativeJudge):
     """vLLM with automatic prefix caching (the context's KV blocks are reused across orders).
 
-    Imported only when ``vllm`` is installed (``pip install '.[vllm]'``); CUDA only. Prompts are
+    Imported only when ``vllm`` is importable (CUDA only). No vLLM release resolves with this
+    course's pins (torch 2.13, transformers 5.24), so the recommended route is a vLLM server in its
+    own environment, judged with ``--backend openai`` (docs/serving.md). Prompts are
     built with the HF tokenizer's chat template, exactly as for the HF backend.
     """
 
@@ -401,7 +403,9 @@ class VLLMGenerativeJudge(HFGenerativeJudge):
         try:
             from vllm import LLM, SamplingParams
         except ImportError as e:
-            raise ImportError("backend='vllm' needs the vllm package: pip install '.[vllm]' (CUDA only)") from e
+            raise ImportError("backend='vllm' needs vllm importable in this environment (CUDA only); it does not "
+                              "resolve with this course's pins, so serve the model with vLLM in its own environment "
+                              "and judge with --backend openai --base-url ... (docs/serving.md)") from e
         self.llm = LLM(**llm_args)  # built by judge.vllm.vllm_args: rope scaling, prefix caching, dtype
         self.sp = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
         self.loaded = models.Loaded(None, tokenizer, spec, "cuda", "vllm")
