@@ -13,6 +13,7 @@ import yaml
 from .cli import ArgumentParser, add_flag
 from .constants import COURSE_MAP, NOTEBOOKS, PROFILE_DIR, REPO_ROOT
 from .io import read_json
+from .models import cache_root
 
 MAP_START, MAP_END = "<!-- course-map:start -->", "<!-- course-map:end -->"
 
@@ -58,14 +59,28 @@ def update_readme(summary: dict | None, readme: Path = REPO_ROOT / "README.md") 
     return changed
 
 
+def relative_paths(text: str, run: Path, profile: str) -> str:
+    """``text`` with the machine's own folders replaced: the run directory by ``runs/<profile>``, the
+    checkout by ``.``, the model cache by ``$LONGRM_CACHE`` and the home folder by ``~``, so that
+    rendered pages name no absolute scratch path."""
+    subs = [(str(Path(run).resolve()), f"runs/{profile}"), (str(REPO_ROOT), "."),
+            (str(cache_root()), "$LONGRM_CACHE"), (str(Path.home()), "~")]
+    for old, new in sorted(subs, key=lambda kv: -len(kv[0])):
+        if old and old not in ("/", "."):
+            text = text.replace(old, new)
+    return text
+
+
 def render(run: Path, out: Path, html: bool = True, max_figure_kb: int = 400) -> Path:
-    """Copy summary and figures, export executed notebooks to HTML, and write an index page."""
+    """Copy summary and figures, export executed notebooks to HTML, and write an index page. Paths of
+    this machine are rewritten run- or repo-relative (:func:`relative_paths`)."""
     run, out = Path(run), Path(out)
     if not (run / "summary.json").exists():
         raise FileNotFoundError(f"{run} has no summary.json: run the course first (make course)")
     summary = read_json(run / "summary.json")
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(run / "summary.md", out / "summary.md")
+    rel = lambda text: relative_paths(text, run, summary["profile"])  # noqa: E731
+    (out / "summary.md").write_text(rel((run / "summary.md").read_text()))
     figs = out / "figures"
     shutil.rmtree(figs, ignore_errors=True)
     figs.mkdir()
@@ -84,7 +99,7 @@ def render(run: Path, out: Path, html: bool = True, max_figure_kb: int = 400) ->
             nb = run / f"{stem}.ipynb"
             if nb.exists():
                 body, _ = exp.from_filename(str(nb))
-                (out / f"{stem}.html").write_text(body)
+                (out / f"{stem}.html").write_text(rel(body))
                 pages.append(stem)
     lines = ["# Results of the last CPU course run", "",
              f"Profile `{summary['profile']}`, total {summary['total_wall_s'] / 60:.1f} min. "
@@ -93,7 +108,7 @@ def render(run: Path, out: Path, html: bool = True, max_figure_kb: int = 400) ->
              "## Executed notebooks", ""]
     lines += [f"- [{s}]({s}.html)" for s in pages] or ["(HTML export skipped)"]
     lines += ["", "## Figures", ""] + [f"![{n}](figures/{n})" for n in copied]
-    (out / "index.md").write_text("\n".join(lines) + "\n")
+    (out / "index.md").write_text(rel("\n".join(lines) + "\n"))
     return out / "index.md"
 
 

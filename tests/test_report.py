@@ -1,4 +1,5 @@
 import json
+import re
 
 import nbformat
 import pytest
@@ -14,9 +15,10 @@ def _fake_run(tmp_path):
         {"notebook": "00_setup_and_tour", "status": "ok", "wall_s": 90.0, "budget_s": 60.0, "over_budget": True,
          "headline": {}}]}
     (run / "summary.json").write_text(json.dumps(summary))
-    (run / "summary.md").write_text("# Course run\n\nTotal wall time: 1.5 min\n")
+    (run / "summary.md").write_text(f"# Course run\n\nTotal wall time: 1.5 min in {run}\n")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# hello")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# hello"),
+                nbformat.v4.new_markdown_cell(f"wrote {run}/bench/short.jsonl; model in {REPO_ROOT}/models")]
     nbformat.write(nb, str(run / "00_setup_and_tour.ipynb"))
     (run / "analysis" / "figures" / "acc.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
     return run, summary
@@ -29,6 +31,23 @@ def test_render_writes_pages_and_figures(tmp_path):
     assert "00_setup_and_tour.html" in text and "analysis__figures__acc.png" in text
     assert (tmp_path / "docs" / "00_setup_and_tour.html").read_text().count("hello") >= 1
     assert (tmp_path / "docs" / "figures" / "analysis__figures__acc.png").exists()
+    # no absolute path of this machine survives: the run directory reads runs/<profile>
+    for page in (tmp_path / "docs").glob("*.*"):
+        body = page.read_text()
+        assert str(tmp_path) not in body and str(REPO_ROOT) not in body, page.name
+    assert "wrote runs/cpu/bench/short.jsonl; model in ./models" in (tmp_path / "docs" / "00_setup_and_tour.html").read_text()
+    assert "1.5 min in runs/cpu" in (tmp_path / "docs" / "summary.md").read_text()
+
+
+SCRATCH = re.compile(r"(?<![\w.~$])/(?:tmp|work|root|home|Users|var/folders)/|pytest-of-|\.\./shared/")
+
+
+def test_docs_and_readme_name_no_absolute_scratch_path():
+    files = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md")),
+             *sorted((REPO_ROOT / "docs").rglob("*.html"))]
+    hits = [f"{f.relative_to(REPO_ROOT)}:{i}: {m.group(0)}" for f in files
+            for i, ln in enumerate(f.read_text(errors="replace").splitlines(), 1) for m in SCRATCH.finditer(ln)]
+    assert not hits, hits[:10]
 
 
 def test_render_needs_a_run(tmp_path):
