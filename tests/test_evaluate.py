@@ -332,3 +332,24 @@ def test_lineage_without_init_and_unjudged_model(run):
     assert any("no 'init'" in n and "stage1-smollm2" in n for n in gen["notes"])
     other = next(lin for lin in lins if lin["models"] == ["stage1-other"])
     assert not any(other["stages"].values()) and "no saved judge" in other["notes"][0]
+
+
+def test_calibration_table_and_reliability_figure(run, tmp_path):
+    """A judge that says 0.9 for the slot it picks: right on 6 of 8 items in both passes. By hand:
+    AUC = (36 wins + (12 + 12) / 2 ties) / 64 = 75%; ECE = 15% (each bin is 75% right at 0.9 / 0.1)."""
+    d = run / "judges" / "stage2-smollm2"
+    preds = [json.loads(x) for x in (d / "predictions.jsonl").read_text().splitlines()]
+    for p in preds:
+        p["pref_prob"] = 0.9 if p["ranking"][0] == 0 else 0.1
+    (d / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    score.score_file(d / "predictions.jsonl", n_boot=100)
+    judges, _ = load_run(run)
+    fr = et.calibration_frame(judges)
+    assert set(fr["judge"]) == {"stage2-smollm2"}  # the only judge with a probability
+    r = fr[fr["group"] == "all"].iloc[0]
+    assert r["n lines"] == 16 and r["AUC"] == pytest.approx(75.0) and r["ECE"] == pytest.approx(15.0)
+    assert r["AUC lo"] <= r["AUC"] <= r["AUC hi"] and list(fr["group"]) == ["all", "short"]
+    rows = et.reliability_rows(judges["stage2-smollm2"])
+    assert [(x["n"], x["frequency"]) for x in rows] == [(8, 0.25), (8, 0.75)]
+    p = ep.plot_reliability({"stage2-smollm2": rows}, tmp_path / "rel.png", title="t")
+    assert p.exists() and p.stat().st_size > 1000

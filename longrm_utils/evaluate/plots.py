@@ -124,3 +124,29 @@ def plot_stage_bars(rows: dict[str, dict], path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
+
+
+def plot_reliability(curves: dict[str, list[dict]], path: str | os.PathLike, *, title: str = "") -> Path:
+    """Reliability diagram: per judge, the observed frequency of "slot A holds the chosen answer" in
+    each probability bin (rows of :func:`longrm_utils.stats.reliability`), with Wilson 95% error bars
+    and marker area growing with the bin's line count; the diagonal is perfect calibration."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    ax.plot([0, 1], [0, 1], ls=":", c="gray", lw=1, label="perfect calibration")
+    total = max(1, max((r["n"] for rows in curves.values() for r in rows), default=1))
+    for jid, rows in curves.items():
+        if not rows:
+            continue
+        x = [r["mean_prob"] for r in rows]
+        y = [r["frequency"] for r in rows]
+        err = [[r["frequency"] - r["ci95"][0] for r in rows], [r["ci95"][1] - r["frequency"] for r in rows]]
+        line = ax.errorbar(x, y, yerr=err, fmt="-", lw=1, capsize=2, label=jid)
+        ax.scatter(x, y, s=[15 + 150 * r["n"] / total for r in rows], color=line[0].get_color(), zorder=3)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("judge's probability that slot A is better (bin mean)")
+    ax.set_ylabel("share of lines where slot A holds the chosen answer")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    return _save(fig, path)

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 from ..constants import REFERENCE_TABLES, RESULT_COLUMNS
 from ..contracts import group_items
-from ..judge.score import group_metrics, score_predictions
+from ..judge.score import group_metrics, preference_lines, score_predictions
+from ..stats import reliability
 from ..stats import BOOT_SEED, N_BOOT
 from .judges import BENCH_LABELS, PAPER_MODEL_OF, STAGE_TITLES, item_keys, restrict
 
@@ -137,6 +138,39 @@ def group_frame(judges: dict[str, dict], key: str = "by_task", metric: str = "ac
                          "n items": v["n_items"], "value": _pct100(v.get(metric)), "lo": _pct100(ci[0]),
                          "hi": _pct100(ci[1])})
     return pd.DataFrame(rows, columns=["benchmark", "judge", "group", "n items", "value", "lo", "hi"])
+
+
+# --- ranking quality and calibration ----------------------------------------------------------------
+
+CALIBRATION_COLUMNS = ("benchmark", "judge", "group", "n lines", "AUC", "AUC lo", "AUC hi", "ECE", "ECE lo",
+                       "ECE hi", "reward AUC")
+
+
+def calibration_frame(judges: dict[str, dict]):
+    """AUC and ECE of each judge's preference probability (percent, with 95% intervals from
+    ``metrics.json``), overall (group ``all``) and per length bucket, and the reward AUC of scalar RMs.
+    Judges without a probability (heuristics, served text-only judges) have no row."""
+    import pandas as pd
+
+    rows = []
+    for jid, j in judges.items():
+        m = j["metrics"]
+        groups = [("all", m["overall"])] + list((m.get("pairwise_by_bucket") or {}).items())
+        for g, v in groups:
+            if not v.get("n_pref_lines"):
+                continue
+            auc_ci, ece_ci = v.get("auc_ci95") or [None, None], v.get("ece_ci95") or [None, None]
+            rows.append({"benchmark": BENCH_LABELS.get(j["bench"], j["bench"]), "judge": jid, "group": g,
+                         "n lines": v["n_pref_lines"], "AUC": _pct100(v.get("auc")), "AUC lo": _pct100(auc_ci[0]),
+                         "AUC hi": _pct100(auc_ci[1]), "ECE": _pct100(v.get("ece")), "ECE lo": _pct100(ece_ci[0]),
+                         "ECE hi": _pct100(ece_ci[1]), "reward AUC": _pct100(v.get("reward_auc"))})
+    return pd.DataFrame(rows, columns=list(CALIBRATION_COLUMNS))
+
+
+def reliability_rows(judge: dict) -> list[dict]:
+    """The reliability diagram's bins (:func:`longrm_utils.stats.reliability`) of one loaded judge."""
+    probs, labels, _ = preference_lines(list(group_items(judge["preds"]).values()))
+    return reliability(probs, labels)
 
 
 def coverage(roles: dict[str, dict], judges: dict[str, dict]) -> list[dict]:

@@ -7,7 +7,8 @@ goes, and keeps the state that later steps read (:class:`EvalRun`). Judging happ
 step is asked to judge models (``evaluate_models``, the short check); everything else reads saved files.
 
 Files written under ``RUN/eval/``: ``leaderboard.csv``, ``leaderboard.md``, ``by_task.csv``,
-``by_bucket.csv``, ``lineage.csv``, ``short_check.csv``, ``summary.json`` and ``figures/*.png``
+``by_bucket.csv``, ``calibration.csv``, ``lineage.csv``, ``short_check.csv``, ``summary.json`` and
+``figures/*.png``
 (``table1.csv`` and ``paper_comparison.csv`` are written by the notebook from the table functions).
 """
 from __future__ import annotations
@@ -24,9 +25,9 @@ from ..bench.schema import load_rewardbench
 from ..constants import BUCKETS, REPO_ROOT, TASKS
 from ..evaluate.judges import (BENCH_LABELS, EVAL_SUFFIXES, STAGE_TITLES, ModelMeta, discover_lineages,
                                explicit_lineages, judge_roles, load_judge, unlisted_judges)
-from ..evaluate.plots import plot_group_bars
-from ..evaluate.tables import (coverage, group_frame, leaderboard, leaderboard_markdown, lineage_table,
-                               short_check_frame)
+from ..evaluate.plots import plot_group_bars, plot_reliability
+from ..evaluate.tables import (calibration_frame, coverage, group_frame, leaderboard, leaderboard_markdown,
+                               lineage_table, reliability_rows, short_check_frame)
 from ..io import write_json, write_text
 from ..judge.run import default_judge_id, load_bench, spread
 from ..models import read_meta
@@ -178,6 +179,21 @@ def export_groups(ev: EvalRun):
                 g, out / FIGURES / f"by_bucket_{name}.png", group_order=BUCKETS,
                 title=f"{bench}: official score by length (95% CI)", chance=50)
     return by_task, by_bucket
+
+
+def export_calibration(ev: EvalRun):
+    """AUC, ECE and reward AUC per judge (overall and per bucket) into ``eval/calibration.csv``, and a
+    reliability diagram per benchmark (``eval/figures/reliability_<bench>.png``, ``ev.figures``
+    ``reliability_<bench>``), left open for the notebook to show. Returns the table."""
+    frame = calibration_frame(ev.judges)
+    frame.to_csv(ev.out / "calibration.csv", index=False)
+    for bench, g in frame[frame["group"] == "all"].groupby("benchmark", sort=False):
+        name = _file_name(bench)
+        curves = {jid: reliability_rows(ev.judges[jid]) for jid in g["judge"]}
+        ev.figures[f"reliability_{name}"] = plot_reliability(
+            curves, ev.out / FIGURES / f"reliability_{name}.png",
+            title=f"{bench}: calibration of the preference probability (Wilson 95% CI)")
+    return frame
 
 
 def lineage_lines(lineages: Sequence[dict]) -> list[str]:
