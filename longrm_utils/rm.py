@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .cli import ArgumentParser
-from . import models
+from . import models, runtime
+from .cli import ArgumentParser, add_flag
 from .judge import backends, prompts
 
 
@@ -81,25 +81,6 @@ def load_rm(path: str, *, device: str = "auto", kind: str | None = None, max_inp
     return GenerativeRM(loaded, limit, max_new_tokens, prompts.load_templates(prompt_file))
 
 
-def model_card(meta: dict, metrics: dict | None, name: str) -> str:
-    lines = [f"# {name}", "",
-             f"A {'scalar' if meta.get('kind') == models.SCALAR else 'generative'} long-context reward model "
-             f"trained with the LongRM course (after Tang et al., 2025, arXiv 2510.06915).", "",
-             "## Training", "", f"- base model: `{meta.get('base')}`"]
-    for k, v in meta.items():
-        if k not in ("base", "kind"):
-            lines.append(f"- {k}: {v}")
-    lines += ["", "## Metrics on the course benchmark", ""]
-    if metrics:
-        flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
-        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in flat.items()]
-    else:
-        lines.append("No metrics were given (`--metrics path/to/metrics.json`).")
-    lines += ["", "## Use", "", "```python", "from longrm_utils import load_rm",
-              "rm = load_rm('.')", "```", "", "Licence: see the base model's licence."]
-    return "\n".join(lines) + "\n"
-
-
 def export(model_dir: str | Path, out: str | Path, metrics_path: str | Path | None = None) -> Path:
     """Merge LoRA weights into the base (when the folder is an adapter) and write a model card."""
     model_dir, out = Path(model_dir), Path(out)
@@ -111,15 +92,16 @@ def export(model_dir: str | Path, out: str | Path, metrics_path: str | Path | No
     model.save_pretrained(out)
     loaded.tokenizer.save_pretrained(out)
     meta = dict(models.read_meta(model_dir) or {})
-    meta["exported_from"] = str(model_dir)
+    meta["exported_from"] = model_dir.name  # a name, not this machine's path
     meta["merged_lora"] = (model_dir / "adapter_config.json").exists()
+    meta["adapter"] = False
     models.write_meta(out, **meta)
     metrics = None
     for cand in ([metrics_path] if metrics_path else []) + [model_dir / "metrics.json"]:
         if cand and Path(cand).exists():
             metrics = json.loads(Path(cand).read_text())
             break
-    (out / "README.md").write_text(model_card(meta, metrics, out.name))
+    (out / "README.md").write_text(models.model_card(meta, metrics, out.name))
     return out
 
 
@@ -128,6 +110,11 @@ def export_cli(argv: list[str]) -> int:
     p.add_argument("--model", required=True, help="a course model folder (LoRA adapter or full weights)")
     p.add_argument("--out", required=True, help="where to write the merged model")
     p.add_argument("--metrics", default=None, help="a judge metrics.json to put in the model card")
+    p.add_argument("--push-to-hub", default=None, metavar="REPO",
+                   help="upload the exported folder as a Hub model repo (needs a token; HF_HUB_OFFLINE unset)")
+    add_flag(p, "private", default=True, help="with --push-to-hub: create the repo private")
     a = p.parse_args(argv)
     print(f"wrote {export(a.model, a.out, a.metrics)}")
+    if a.push_to_hub:
+        print(f"pushed: {runtime.push_to_hub(a.out, a.push_to_hub, repo_type='model', private=a.private)}")
     return 0

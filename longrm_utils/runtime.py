@@ -225,6 +225,23 @@ def quiet() -> None:
 
 # --- hub access that never hangs --------------------------------------------------------------------
 
+def push_to_hub(folder: str | os.PathLike, repo_id: str, *, repo_type: str = "model", private: bool = True,
+                ignore: tuple[str, ...] = ("checkpoints/*", "*-checkpoints/*", "__pycache__/*")) -> str:
+    """Upload ``folder`` as the Hub repo ``repo_id`` (created if missing) and return its URL.
+
+    Refused while ``HF_HUB_OFFLINE`` is set, with a message saying so; the token is huggingface_hub's
+    own (``HF_TOKEN`` or ``hf auth login``)."""
+    if hub_offline():
+        raise RuntimeError("HF_HUB_OFFLINE is set: unset it (and log in with `hf auth login`) to push to the Hub")
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, ignore_patterns=list(ignore),
+                      commit_message="Upload from the LongRM course")
+    return f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
+
+
 def hub_reachable(timeout: float = 3.0, host: str = "huggingface.co") -> bool:
     try:
         with socket.create_connection((host, 443), timeout=timeout):

@@ -3,8 +3,9 @@ one tie rule, dedupe, splits, layouts, the data card, the CLI."""
 import json
 
 import pytest
+import yaml
 
-from longrm_utils import models
+from longrm_utils import models, runtime
 from longrm_utils.bench import build as B
 from longrm_utils.bench import candidates as K
 from longrm_utils.bench import card, cues
@@ -140,7 +141,7 @@ def test_card_guard_and_judged_heuristic_agree(small, tmp_path):
             assert guard[k][0] == judged[k][i], (r["id"], k)
             assert guard[k][1] == cues.expected_item_score(cues.heuristic_scores(r, k))
     # the data card's table is the mean of the judged per-item scores, per column
-    data = card.write_card(tmp_path / "DATA_CARD.md", {"t": recs}, {"t": rep.summary()}, {}, {})
+    data = card.write_card(tmp_path / "README.md", {"t": recs}, {"t": rep.summary()}, {}, {})
     table = data["sets"]["t"]["cue_baselines"]
     assert json.loads((tmp_path / "card.json").read_text())["sets"]["t"]["cue_baselines"] == table
     for k in cues.CUE_KINDS:
@@ -200,10 +201,44 @@ def test_cli_builds_a_mini_set_and_card(tmp_path):
     assert rc == 0
     recs = schema.read_jsonl(tmp_path / "mini.jsonl")
     assert len(recs) == 7 * 3
-    card = json.loads((tmp_path / "card.json").read_text())
-    assert card["sets"]["mini"]["items"] == 21
+    card_json = json.loads((tmp_path / "card.json").read_text())
+    assert card_json["sets"]["mini"]["items"] == 21
     assert (tmp_path / "figures" / "token_lengths.png").stat().st_size > 1000
-    assert "Surface-cue baselines" in (tmp_path / "DATA_CARD.md").read_text()
+    assert "Surface-cue baselines" in (tmp_path / "README.md").read_text()
+    # the card is a Hub dataset card: YAML first, one config per set file, loadable with load_dataset
+    head = yaml.safe_load((tmp_path / "README.md").read_text().split("---\n")[1])
+    assert head["license"] == "apache-2.0" and "reward-modeling" in head["tags"]
+    assert head["configs"] == [{"config_name": "mini", "data_files": [{"split": "test", "path": "mini.jsonl"}]}]
+    from datasets import load_dataset
+
+    ds = load_dataset(str(tmp_path), "mini", split="test")
+    assert len(ds) == 21 and ds[0]["id"] == recs[0]["id"] and ds[0]["chosen"] == recs[0]["chosen"]
+    assert card.read_card(tmp_path).startswith("# Data card")
+
+
+def test_push_to_hub_uploads_the_folder_up_to_the_upload_call(tmp_path, monkeypatch):
+    """No network here: the Hub client is replaced at its two calls, and what it was asked is checked."""
+    import huggingface_hub
+
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kw):
+            calls.append(("create", repo_id, kw))
+
+        def upload_folder(self, **kw):
+            calls.append(("upload", kw["repo_id"], kw))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    rc = B.cli(["--out", str(tmp_path), "--buckets", "4k", "--no-short", "--push-to-hub", "me/bench"])
+    assert rc == 0
+    assert calls[0] == ("create", "me/bench", {"repo_type": "dataset", "private": True, "exist_ok": True})
+    up = calls[1][2]
+    assert up["folder_path"] == str(tmp_path) and up["repo_type"] == "dataset" and "checkpoints/*" in up["ignore_patterns"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
+        runtime.push_to_hub(tmp_path, "me/bench", repo_type="dataset")
 
 
 class _FakeSpec:

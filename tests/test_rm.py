@@ -1,5 +1,8 @@
 """load_rm and export on the tiny model and on a LoRA-adapted SmolLM2."""
+import json
+
 import pytest
+import yaml
 
 from longrm_utils import load_rm, models
 from longrm_utils.rm import GenerativeRM, ScalarRM, export
@@ -23,8 +26,21 @@ def test_scalar_adapter_load_and_export(tmp_path, preset):
     assert isinstance(rm, ScalarRM)
     s1 = rm.score(PROMPT, RESPONSES)
     assert len(s1) == 3 and rm.best_of_n(PROMPT, RESPONSES) == max(range(3), key=s1.__getitem__)
-    merged = export(ad, tmp_path / "merged")
-    assert f"base model: `{preset}`" in (merged / "README.md").read_text()
+    hub_id = models.REGISTRY[preset].hf_id or preset
+    # Hub-ready: the adapter names its base by hub id, and the card carries Hub YAML metadata
+    assert json.loads((ad / "adapter_config.json").read_text())["base_model_name_or_path"] == hub_id
+    metrics = {"overall": {"acc_official": 0.625, "acc_two_order": 0.5, "auc": None},
+               "run": {"args": {"bench": "runs/cpu/bench/short.jsonl"}}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    merged = export(ad, tmp_path / "merged", tmp_path / "metrics.json")
+    card = (merged / "README.md").read_text()
+    head = yaml.safe_load(card.split("---\n")[1])
+    assert head["base_model"] == hub_id and head["license"] == "apache-2.0" and "reward-model" in head["tags"]
+    assert head["library_name"] == "transformers" and head["pipeline_tag"] == "text-classification"
+    res = head["model-index"][0]["results"][0]
+    assert res["dataset"]["name"] == "short.jsonl"
+    assert [(m["type"], m["value"]) for m in res["metrics"]] == [("acc_official", 62.5), ("acc_two_order", 50.0)]
+    assert f"base model: `{hub_id}`" in card and str(tmp_path) not in card
     assert not (merged / "adapter_config.json").exists()
     s2 = load_rm(str(merged), device="cpu").score(PROMPT, RESPONSES)
     assert s2 == pytest.approx(s1, abs=1e-4)

@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..cli import ArgumentParser, add_flag, positive_int
+from ..runtime import push_to_hub
 from ..constants import (BUCKET_TOKENS, BUCKETS, PAPER_BON_ITEMS_PER_SIZE, PAPER_PAIRWISE_ITEMS, PAPER_TASK_COUNTS,
                          SHORT_BUCKET, TASKS)
 from . import metrics as M
 from .candidates import FORMATS, SAME_CONTEXT_PERTURBATIONS, Candidate, candidate_for_tier, candidate_pair, make_record
-from .card import counts, plot_card, write_card
+from .card import CARD_FILE, counts, plot_card, write_card
 from .cues import CUE_KINDS, cue_item_scores, words
 from .generators import STYLES, Triplet, generate, item_rng
 from .schema import META_KEY, answers, context_parts, write_jsonl
@@ -357,16 +358,16 @@ def build_course_sets(out: str | Path, *, tokenizer: str = "tiny", short_tokeniz
     settings = dict(tokenizer=tokenizer, short_tokenizer=short_tokenizer, buckets=list(buckets),
                     items_per_cell=items_per_cell, rotate_bon=rotate_bon, paper_layout=paper_layout, seed=seed,
                     margin=margin)
-    card = write_card(out / "DATA_CARD.md", sets, {k: r.summary() for k, r in reports.items()}, figures, settings)
+    card = write_card(out / CARD_FILE, sets, {k: r.summary() for k, r in reports.items()}, figures, settings)
     shared = disjoint_report(sets["short"], sets["short_train"]) if "short_train" in sets else None
-    return {"paths": paths, "figures": figures, "card": out / "DATA_CARD.md", "card_data": card,
+    return {"paths": paths, "figures": figures, "card": out / CARD_FILE, "card_data": card,
             "balance_problems": balance, "train_eval_shared_fingerprints": shared, "records": sets,
             "reports": reports}
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="longrm_utils build", description="build a Long-RewardBench-format benchmark offline")
-    p.add_argument("--out", required=True, help="output folder (mini.jsonl, short.jsonl, short_train.jsonl, DATA_CARD.md)")
+    p.add_argument("--out", required=True, help="output folder (mini.jsonl, short.jsonl, short_train.jsonl, the card README.md)")
     p.add_argument("--tokenizer", default="tiny", help="registry preset or tokenizer folder that measures lengths")
     p.add_argument("--short-tokenizer", default="smollm2-135m-instruct", help="tokenizer of the short set")
     p.add_argument("--buckets", nargs="+", default=["4k", "8k"], help=f"length buckets, from {BUCKETS}")
@@ -375,6 +376,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
     add_flag(p, "paper-layout", default=False, help="the paper's 1,900-item layout over --buckets")
     add_flag(p, "short", default=True, help="also build the short set and its training split")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--push-to-hub", default=None, metavar="REPO",
+                   help="upload the folder as a Hub dataset repo (needs a token; HF_HUB_OFFLINE must be unset)")
+    add_flag(p, "private", default=True, help="with --push-to-hub: create the repo private")
     a = p.parse_args(list(argv) if argv is not None else None)
     res = build_course_sets(a.out, tokenizer=a.tokenizer, short_tokenizer=a.short_tokenizer if a.short else None,
                             buckets=a.buckets, items_per_cell=a.items_per_cell, rotate_bon=not a.all_bon_sizes,
@@ -384,4 +388,6 @@ def cli(argv: Sequence[str] | None = None) -> int:
     for name, info in res["card_data"]["sets"].items():
         print(f"{name}: {info['items']} items; cue baselines (ALL): "
               + ", ".join(f"{k} {v['ALL']:.1f}%" for k, v in info["cue_baselines"].items()))
+    if a.push_to_hub:
+        print(f"pushed: {push_to_hub(a.out, a.push_to_hub, repo_type='dataset', private=a.private)}")
     return 0

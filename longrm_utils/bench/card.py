@@ -1,6 +1,7 @@
 """The data card of the course's benchmark sets: count tables, surface-cue baselines, figures.
 
-:func:`write_card` writes ``DATA_CARD.md`` and ``card.json`` beside it: per set, what was built
+:func:`write_card` writes the data card ``README.md`` (Hub YAML metadata first, so the folder loads with
+``datasets.load_dataset(folder)`` and can be pushed as a Hub dataset) and ``card.json`` beside it: per set, what was built
 (counts per task, format and bucket, context lengths, skips) and the cue check
 (:func:`longrm_utils.bench.cues.cue_baselines`), with the per-item scores the judged heuristics
 get. :func:`plot_card` draws its three figures.
@@ -183,16 +184,43 @@ def _how_made(settings: dict) -> list[str]:
             "discloses it, the safe one refuses. No actionable harmful text is generated.", ""]
 
 
+CARD_FILE = "README.md"
+"""The data card's name: the Hub reads a dataset's card, and ``load_dataset`` its configs, from README.md."""
+SPLIT_OF_SET = {"short_train": "train"}
+"""Each set is one config of the dataset, with one split: ``test``, except the training split."""
+
+
+def card_metadata(sets: dict[str, Sequence[dict]]) -> dict[str, Any]:
+    """The Hub YAML block of the card: licence, task, tags, size and one config per set file."""
+    n = sum(len(r) for r in sets.values())
+    size = "n<1K" if n < 1000 else "1K<n<10K" if n < 10000 else "10K<n<100K"
+    return {"license": "apache-2.0", "pretty_name": "LongRM course benchmark (Long-RewardBench format)",
+            "language": ["en"], "task_categories": ["text-classification"], "size_categories": [size],
+            "tags": ["reward-modeling", "long-context", "long-rewardbench", "synthetic", "longrm-course"],
+            "configs": [{"config_name": name, "data_files": [{"split": SPLIT_OF_SET.get(name, "test"),
+                                                               "path": f"{name}.jsonl"}]} for name in sets]}
+
+
+def read_card(folder: str | Path) -> str:
+    """The card of a benchmark folder without its YAML block: what a reader wants to see."""
+    text = (Path(folder) / CARD_FILE).read_text()
+    return text.split("\n---\n", 1)[1].lstrip() if text.startswith("---\n") else text
+
+
 def write_card(path: str | Path, sets: dict[str, Sequence[dict]], builds: dict[str, dict],
                figures: dict[str, Path], settings: dict) -> dict:
-    """DATA_CARD.md (and card.json beside it): what was built, with which settings, counts, cue baselines, skips.
+    """The data card (``README.md``, Hub YAML first; card.json beside it): what was built, with which
+    settings, counts, cue baselines, skips. Each set ``<name>`` is the file ``<name>.jsonl`` beside it.
 
     ``builds`` maps each set to its ``BuildReport.summary()`` (``card.json`` keeps them, so a card can
     be rewritten from the shipped files).
     """
     path = Path(path)
     card: dict[str, Any] = {"settings": settings, "sets": {}}
-    md = ["# Data card: the course's Long-RewardBench-format sets", "",
+    import yaml
+
+    md = ["---", yaml.safe_dump(card_metadata(sets), sort_keys=False).rstrip(), "---", "",
+          "# Data card: the course's Long-RewardBench-format sets", "",
           "Generated offline by `longrm_utils.bench` (notebook 01, or `python -m longrm_utils build`). "
           "Records have exactly the official Long-RewardBench fields; our extras (golden answer, context and "
           "evidence spans, metric scores, perturbations) live under `meta`.", "",

@@ -12,7 +12,8 @@ which also runs on CPU). Attention is FlashAttention-2 when it is installed and 
 sdpa otherwise (:func:`longrm_utils.models.resolve_attn`); packing and padding-free batching are
 switched on only with FlashAttention-2, the one backend that keeps packed sequences apart.
 
-A run resumes from the last checkpoint in ``<out>/checkpoints`` and saves the adapter or weights,
+A run resumes from the last checkpoint in :func:`checkpoint_dir` (beside the model folder, never in it,
+so the folder holds only what is published) and saves the adapter or weights,
 the tokenizer, ``longrm.json``, ``sft_run.json`` and ``train_log.jsonl`` into ``<out>``
 (``RUN/models/<model_id>`` in the course).
 """
@@ -225,7 +226,7 @@ def sft_config(cfg: SFTRun, out_dir: Path, device: str, packing: bool):
 
     bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
     return SFTConfig(
-        output_dir=str(Path(out_dir) / "checkpoints"),
+        output_dir=str(checkpoint_dir(out_dir)),
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
@@ -316,10 +317,20 @@ class _MemoryCallback:
             self.peak = max(self.peak, psutil.Process().memory_info().rss / 2**30)
 
 
+def checkpoint_dir(out_dir: str | Path) -> Path:
+    """Where the trainer's checkpoints (optimizer state included) of the model folder ``out_dir`` go:
+    ``RUN/checkpoints/<name>`` for ``RUN/models/<name>``, else ``<parent>/<name>-checkpoints``. Outside
+    the model folder, so that folder can be pushed to the Hub as it is."""
+    out_dir = Path(out_dir)
+    if out_dir.parent.name == "models":
+        return out_dir.parent.parent / "checkpoints" / out_dir.name
+    return out_dir.parent / f"{out_dir.name}-checkpoints"
+
+
 def last_checkpoint(out_dir: str | Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
-    ck = Path(out_dir) / "checkpoints"
+    ck = checkpoint_dir(out_dir)
     return get_last_checkpoint(str(ck)) if ck.is_dir() else None
 
 
@@ -370,15 +381,17 @@ def losses(log: Sequence[dict]) -> tuple[list[int], list[float]]:
 def train_stages(cfg: SFTRun, stages: Sequence[tuple[str, Sequence[dict], int]], out_dir: str | Path, *,
                  device: str = "auto") -> list[SFTResult]:
     """A short-to-long curriculum: ``stages`` are ``(name, examples, max_steps)``, each continuing the
-    previous stage's weights. Earlier stages are saved under ``out_dir/stages/<name>``, the last one
-    in ``out_dir`` itself; each resumes from its own checkpoints."""
+    previous stage's weights. Earlier stages are saved beside the checkpoints
+    (``checkpoint_dir(out_dir)/stages/<name>``), the last one in ``out_dir`` itself, so the model
+    folder holds one model; each stage resumes from its own checkpoints."""
     out_dir = Path(out_dir)
     results: list[SFTResult] = []
     loaded = None
     for k, (name, examples, steps) in enumerate(stages):
         last = k == len(stages) - 1
-        res = train_sft(replace(cfg, max_steps=steps), examples, out_dir if last else out_dir / "stages" / name,
-                        device=device, loaded=loaded, extra_meta={"curriculum_stage": name})
+        where = out_dir if last else checkpoint_dir(out_dir) / "stages" / name
+        res = train_sft(replace(cfg, max_steps=steps), examples, where, device=device, loaded=loaded,
+                        extra_meta={"curriculum_stage": name})
         loaded = res.loaded
         results.append(res)
     return results
