@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 from .io import read_json, write_json
 from .miniature import FAMILIES, MINI_SUFFIX, build_tokenizer, mini_model, mini_tokenizer
+from .modelcard import model_card
 from .runtime import check_hub, hub_offline, pick_device, quiet
 
 GENERATIVE, SCALAR = "generative", "scalar"
@@ -504,48 +505,6 @@ def model_info(loaded: Loaded) -> dict[str, Any]:
             "miniature": loaded.spec.route == "mini" or bool(loaded.meta.get("miniature"))}
 
 
-def hub_license(spec: ModelSpec) -> str:
-    """The Hub's ``license:`` identifier for a preset's free-text licence (``other`` when unsure)."""
-    text = spec.license.lower()
-    return "apache-2.0" if text.startswith("apache-2.0") else "llama3.1" if text.startswith("llama 3.1") else "other"
-
-
-def model_card(meta: dict, metrics: dict | None, name: str) -> str:
-    """A Hub model card: YAML metadata (licence, base model, datasets, tags, and the metrics with the
-    benchmark they were measured on), then what the model is and how it was trained."""
-    import yaml
-
-    spec = REGISTRY.get(str(meta.get("base")))
-    base_id = (spec.hf_id if spec and spec.hf_id else meta.get("base")) or "unknown"
-    kind = "scalar" if meta.get("kind") == SCALAR else "generative"
-    head = {"license": hub_license(spec) if spec else "other", "base_model": base_id,
-            "library_name": "peft" if meta.get("adapter") else "transformers",
-            "pipeline_tag": "text-classification" if kind == "scalar" else "text-generation",
-            "tags": ["reward-model", "long-context", "longrm-course", f"{kind}-rm"]
-                    + (["lora"] if meta.get("adapter") else []),
-            **({"datasets": [meta["train_data"]]} if meta.get("train_data") else {})}
-    if metrics and isinstance(metrics.get("overall"), dict):
-        o = metrics["overall"]
-        vals = [{"type": k, "value": round(100 * o[k], 2), "name": label} for k, label in
-                (("acc_official", "official accuracy (%)"), ("acc_two_order", "two-order accuracy (%)"),
-                 ("auc", "AUC of the preference probability (%)")) if o.get(k) is not None]
-        bench = str((metrics.get("run") or {}).get("args", {}).get("bench") or "course benchmark")
-        head["model-index"] = [{"name": name, "results": [{"task": {"type": "text-classification",
-                                                                       "name": "reward modeling"},
-                                                              "dataset": {"type": "long-rewardbench-format",
-                                                                          "name": Path(bench).name},
-                                                              "metrics": vals}]}]
-    lines = ["---", yaml.safe_dump(head, sort_keys=False).rstrip(), "---", "", f"# {name}", "",
-             f"A {kind} long-context reward model trained with the LongRM course (after Tang et al., 2025, "
-             "arXiv 2510.06915).", "", "## Training", "", f"- base model: `{base_id}`"]
-    lines += [f"- {k}: {Path(str(v)).name if k == 'init' else v}" for k, v in meta.items()
-              if k not in ("base", "kind", "model_info")]
-    lines += ["", "## Use", "", "```python", "from longrm_utils import load_rm", "", "rm = load_rm('.')", "```"]
-    if not metrics:
-        lines += ["", "No metrics are attached (`longrm export --metrics judges/<id>/metrics.json`)."]
-    return "\n".join(lines) + "\n"
-
-
 def save_model(loaded: Loaded, out: str | os.PathLike, **meta: Any) -> Path:
     """Save weights or adapter plus tokenizer, ``longrm.json`` (base preset, kind, method, the rope
     parameters it was trained with, :func:`model_info`, ...) and a Hub model card (``README.md``).
@@ -566,7 +525,9 @@ def save_model(loaded: Loaded, out: str | os.PathLike, **meta: Any) -> Path:
         adapter.write_text(json.dumps(cfg, indent=2) + "\n")
     write_meta(out, base=base, kind=SCALAR if is_scalar(loaded.model) else GENERATIVE,
                rope_parameters=info["rope_parameters"], model_info=info, adapter=adapter.exists(), **meta)
-    (out / "README.md").write_text(model_card(read_meta(out), None, out.name))
+    spec = REGISTRY[base]
+    (out / "README.md").write_text(model_card(read_meta(out), None, out.name, base_id=spec.hf_id or base,
+                                              license=spec.license, scalar=is_scalar(loaded.model)))
     return out
 
 

@@ -19,6 +19,7 @@ from typing import Sequence
 
 from . import models, runtime
 from .cli import ArgumentParser, add_flag
+from .modelcard import model_card
 from .judge import backends, prompts
 
 
@@ -101,7 +102,10 @@ def export(model_dir: str | Path, out: str | Path, metrics_path: str | Path | No
         if cand and Path(cand).exists():
             metrics = json.loads(Path(cand).read_text())
             break
-    (out / "README.md").write_text(models.model_card(meta, metrics, out.name))
+    spec = models.REGISTRY.get(str(meta.get("base")))
+    (out / "README.md").write_text(model_card(meta, metrics, out.name, base_id=(spec.hf_id if spec else None)
+                                              or str(meta.get("base")), license=spec.license if spec else "",
+                                              scalar=meta.get("kind") == models.SCALAR))
     return out
 
 

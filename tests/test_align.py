@@ -187,12 +187,20 @@ def test_train_loop_learns_a_separable_preference(kind, tmp_path):
     items = contracts.pref_items_from_records(_items(4, ctx=3))
     cfg = A.AlignConfig(learning_rate=2e-2, max_steps=12, items_per_step=2, warmup_ratio=0.0, max_length=512)
     before = A.pair_accuracy(loaded, items, kind=kind, cfg=cfg)
-    res = A.train_loop(loaded, items, cfg, kind=kind, out_dir=tmp_path, progress=False)
+    out = tmp_path / "models" / "m"
+    res = A.train_loop(loaded, items, cfg, kind=kind, out_dir=out, progress=False)
     after = A.pair_accuracy(loaded, items, kind=kind, cfg=cfg)
     assert res["last_loss"] < res["first_loss"]
     assert after["accuracy"] == 1.0 and after["n"] == 4
-    assert len((tmp_path / "train_log.jsonl").read_text().splitlines()) == 12
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 12
     assert before["n"] == 4
+    # report_to="tensorboard" (the default): the step scalars, beside the model folder, readable by TensorBoard
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ev = EventAccumulator(str(tmp_path / "tensorboard" / "m"))
+    ev.Reload()
+    losses = [e.value for e in ev.Scalars(f"align-{kind}/loss")]
+    assert len(losses) == 12 and losses[0] == pytest.approx(res["first_loss"], rel=1e-5)
 
 
 def test_reward_trainer_baseline_counts_drops(tmp_path):

@@ -94,7 +94,10 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, monkeypat
         sft.train_sft(cfg, ex, tmp_path / "killed", device="cpu")
     monkeypatch.setattr(Trainer, "training_step", orig)
     assert sft.last_checkpoint(tmp_path / "killed").endswith("checkpoint-2")
-    # checkpoints (optimizer state) live beside the model folder, never in it
+    # TensorBoard logs (report_to="tensorboard", the default) and checkpoints (optimizer state) live
+    # beside the model folder, never in it
+    assert any((tmp_path / "full-tensorboard").rglob("events.out.tfevents.*"))
+    assert not any((tmp_path / "full").rglob("events.out.tfevents.*"))
     assert (tmp_path / "killed-checkpoints").is_dir() and not (tmp_path / "killed" / "checkpoints").exists()
     assert sft.checkpoint_dir(tmp_path / "run" / "models" / "m") == tmp_path / "run" / "checkpoints" / "m"
     again = sft.train_sft(cfg, ex, tmp_path / "killed", device="cpu")

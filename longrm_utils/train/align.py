@@ -35,9 +35,11 @@ from ..cli import ArgumentParser, add_flag
 from .. import constants, models
 from ..contracts import PrefItem, read_pref_jsonl
 from ..io import append_jsonl, write_json, write_text
+from ..runtime import progress_enabled
 from .losses import bradley_terry_loss, completion_logps, multi_reject_simpo_loss, scalar_scores
 from .official import load_official_simpo, looks_official
 from .options import add_dataclass_args
+from .tracking import DEFAULT_REPORT_TO, StepWriter
 
 KINDS = ("generative", "scalar")
 METHODS = ("lora", "qlora", "full")
@@ -68,6 +70,8 @@ class AlignConfig:
     """Longest prompt + response in tokens; longer items are skipped and counted, never truncated."""
     shared_prefix: bool = True
     """Encode the prompt once per item (False: once per response, as trl does)."""
+    report_to: str = DEFAULT_REPORT_TO
+    """Tracking: ``tensorboard`` writes each step's scalars to ``RUN/tensorboard/<model>``; ``none`` writes nothing."""
     seed: int = 0
 
     @classmethod
@@ -208,13 +212,16 @@ def train_loop(loaded, items: Sequence[PrefItem], cfg: AlignConfig, *, kind: str
     if log_path is not None:
         write_text(log_path, "")
     log = []
-    bar = tqdm(range(cfg.max_steps), desc=f"align-{kind}", disable=not progress)
+    writer = StepWriter(cfg.report_to, out_dir, prefix=f"align-{kind}")
+    bar = tqdm(range(cfg.max_steps), desc=f"align-{kind}", disable=not progress_enabled(progress))
     for step in bar:
         row = {"step": step + 1, **_step(model, enc, picks, params, opt, sched, cfg, kind, loaded.tokenizer.pad_token_id)}
         log.append(row)
         if log_path is not None:
             append_jsonl(row, log_path)
+        writer.log(step + 1, row)
         bar.set_postfix(loss=row["loss"], win=row["win_rate"])
+    writer.close()
     model.eval()
     return {"kind": kind, "config": asdict(cfg), "data": counts, "log": log,
             "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"],

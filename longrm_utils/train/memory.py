@@ -47,6 +47,7 @@ tensor parallelism, and the activations of packed multi-sequence batches beyond 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -57,7 +58,7 @@ from typing import Any
 from ..cli import ArgumentParser, add_flag
 from ..io import read_json
 from ..models import REGISTRY
-from .options import field_docs, parse_bool
+from .options import field_docs
 
 GiB = 2**30
 METHODS = ("full", "lora", "qlora")
@@ -401,8 +402,8 @@ def cli(argv: list[str] | None = None) -> int:
         flag = "--" + f.name.replace("_", "-")
         doc = docs.get(f.name, "")
         if f.type in ("bool",):
-            p.add_argument(flag, type=parse_bool, default=f.default,
-                           help=f"{doc} true/false (default {f.default})")
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
+                           help=f"{doc} (default {f.default})")
         elif f.name == "loss_tokens":
             p.add_argument(flag, type=int, default=None, help=doc)
         else:

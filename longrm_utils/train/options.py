@@ -23,9 +23,6 @@ def field_docs(cls) -> dict[str, str]:
     return out
 
 
-def parse_bool(s: str) -> bool:
-    return s.lower() in ("1", "true", "yes", "on")
-
 
 def add_dataclass_args(p: argparse.ArgumentParser, cls) -> None:
     """One ``--field`` option per dataclass field; help from its docstring; default None (= preset's)."""
@@ -35,9 +32,9 @@ def add_dataclass_args(p: argparse.ArgumentParser, cls) -> None:
         t = str(f.type)
         if kind is None:
             kind = int if t.startswith("int") else float if t.startswith("float") else str
-        if t == "bool" or f.type is bool:
+        if t == "bool" or f.type is bool:  # the CLI's one boolean style: --flag / --no-flag
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
-                           type=parse_bool, help=docs.get(f.name, ""))
+                           action=argparse.BooleanOptionalAction, help=docs.get(f.name, ""))
         else:
             default = f.default if f.default is not MISSING else None
             p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, type=kind,

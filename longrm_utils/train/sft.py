@@ -27,7 +27,8 @@ from typing import Any, Sequence
 from .. import models
 from ..constants import STAGE1_TABLE4
 from ..io import write_json, write_jsonl
-from ..runtime import pick_device, quiet, seed_everything
+from ..runtime import pick_device, progress_enabled, quiet, seed_everything
+from .tracking import DEFAULT_REPORT_TO, beside, integrations, trainer_logging
 
 METHODS = ("full", "lora", "qlora")
 
@@ -69,6 +70,9 @@ class SFTRun:
     packed examples attend to each other, so ``on`` without FlashAttention-2 is refused."""
     attn: str = "auto"
     """``auto``, ``flash_attention_2``, ``sdpa`` or ``eager``."""
+    report_to: str = DEFAULT_REPORT_TO
+    """Tracking integrations, comma-separated (``tensorboard``, ``trackio``, ``wandb`` ...) or ``none``;
+    TensorBoard logs go to ``RUN/tensorboard/<model_id>`` (:mod:`.tracking`)."""
     dtype: str | None = None
     """Weights dtype; ``None`` uses the registry's (bf16 on GPU, fp32 on CPU)."""
     save_steps: int = 0
@@ -227,6 +231,7 @@ def sft_config(cfg: SFTRun, out_dir: Path, device: str, packing: bool):
     bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
     return SFTConfig(
         output_dir=str(checkpoint_dir(out_dir)),
+        logging_first_step=True,
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
@@ -249,9 +254,9 @@ def sft_config(cfg: SFTRun, out_dir: Path, device: str, packing: bool):
         completion_only_loss=True,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        report_to=[],
+        report_to=integrations(cfg.report_to),
         dataloader_num_workers=0,
-        disable_tqdm=True,
+        disable_tqdm=not progress_enabled(),
     )
 
 
@@ -275,9 +280,10 @@ def build_trainer(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *,
         raise ValueError(f"SFTRun {cfg.model_id!r}: all {len(examples)} examples are longer than "
                          f"max_length={cfg.max_length} tokens; raise max_length or shorten the synthesis target")
     packing = use_packing(cfg, loaded.attn)
-    trainer = SFTTrainer(model=loaded.model, args=sft_config(cfg, Path(out_dir), loaded.device, packing),
-                         train_dataset=_to_dataset(kept, loaded.spec), processing_class=loaded.tokenizer,
-                         callbacks=callbacks)
+    with trainer_logging(cfg.report_to, out_dir):
+        trainer = SFTTrainer(model=loaded.model, args=sft_config(cfg, Path(out_dir), loaded.device, packing),
+                             train_dataset=_to_dataset(kept, loaded.spec), processing_class=loaded.tokenizer,
+                             callbacks=callbacks)
     return trainer, loaded, lengths, skipped, packing
 
 
@@ -321,10 +327,7 @@ def checkpoint_dir(out_dir: str | Path) -> Path:
     """Where the trainer's checkpoints (optimizer state included) of the model folder ``out_dir`` go:
     ``RUN/checkpoints/<name>`` for ``RUN/models/<name>``, else ``<parent>/<name>-checkpoints``. Outside
     the model folder, so that folder can be pushed to the Hub as it is."""
-    out_dir = Path(out_dir)
-    if out_dir.parent.name == "models":
-        return out_dir.parent.parent / "checkpoints" / out_dir.name
-    return out_dir.parent / f"{out_dir.name}-checkpoints"
+    return beside(out_dir, "checkpoints")
 
 
 def last_checkpoint(out_dir: str | Path) -> str | None:
