@@ -45,10 +45,13 @@ def course_cli(argv: list[str]) -> int:
     p.add_argument("--out", default=None, help="run directory (default runs/<profile>)")
     p.add_argument("--only", default=None, help="comma-separated notebook numbers or stems, e.g. 02,03")
     p.add_argument("--from", dest="start", default=None, help="start at this notebook, e.g. 03")
+    add_flag(p, "stream", default=False,
+             help="copy what the notebooks print (training logs included) to the terminal as it happens")
     add_flag(p, "smoke", default=False,
              help="run a GPU profile on the CPU: hub models become the tiny model, sizes shrink (profile's smoke: block)")
     a = p.parse_args(argv)
-    res = run_course(a.profile, a.out or f"runs/{a.profile}", only=a.only, start=a.start, smoke=a.smoke)
+    res = run_course(a.profile, a.out or f"runs/{a.profile}", only=a.only, start=a.start, smoke=a.smoke,
+                     stream=a.stream)
     for r in res:
         print(f"{r.notebook:32s} {r.status:6s} {r.wall_s / 60:5.1f} min" + ("  OVER BUDGET" if r.over_budget else ""))
     print(f"summary: {(a.out or f'runs/{a.profile}')}/summary.md")

@@ -26,6 +26,7 @@ from .miniature import MINI_SUFFIX
 from .models import REGISTRY, SCALAR
 from .rundir import check_parameters as check_declared
 from .rundir import write_manifest
+from .runtime import progress_enabled
 
 RESERVED = ("run_dir",)
 """Parameters the runner sets itself; every notebook declares them."""
@@ -177,16 +178,30 @@ def _plan(raw: dict, stems: list[str], out: Path, smoke: bool, overrides: dict |
     return plan
 
 
-def _execute(stem: str, params: dict, out: Path) -> tuple[str, str | None, float]:
-    """Run one notebook with papermill into ``out``; (status, error naming the cell, seconds)."""
+def _execute(stem: str, params: dict, out: Path, *, progress: bool = True,
+             stream: bool = False) -> tuple[str, str | None, float]:
+    """Run one notebook with papermill into ``out``; (status, error naming the cell, seconds).
+
+    ``progress`` shows a bar of the notebook's cells; ``stream`` copies everything the cells print
+    (training logs, progress lines) to stderr as it happens, prefixed by the notebook's number."""
+    import logging
+
     import papermill as pm
+
+    if stream:
+        pmlog = logging.getLogger("papermill")
+        if not pmlog.handlers:
+            pmlog.addHandler(logging.StreamHandler())
+        pmlog.handlers[0].setFormatter(logging.Formatter(f"[{stem[:2]}] %(message)s"))
+        pmlog.setLevel(logging.INFO)
 
     t0 = time.time()
     out_nb = out / f"{stem}.ipynb"
     try:
         pm.execute_notebook(str(notebook_path(stem)), str(out_nb), parameters=params, kernel_name="python3",
-                            cwd=str(REPO_ROOT / "notebooks"), execution_timeout=CELL_TIMEOUT_S, progress_bar=False,
-                            log_output=False)
+                            cwd=str(REPO_ROOT / "notebooks"), execution_timeout=CELL_TIMEOUT_S,
+                            progress_bar=progress_enabled(progress) and {"desc": f"  {stem} cells", "leave": False},
+                            log_output=stream)
         return "ok", None, time.time() - t0
     except Exception as e:  # noqa: BLE001 - papermill raises PapermillExecutionError with the cell
         return "failed", _failing_cell(out_nb) or f"{type(e).__name__}: {str(e)[:500]}", time.time() - t0
@@ -195,7 +210,7 @@ def _execute(stem: str, params: dict, out: Path) -> tuple[str, str | None, float
 def run_course(profile: str = "cpu", out: str | os.PathLike = "runs/cpu", only: str | None = None,
                start: str | None = None, budget_scale: float | None = None,
                overrides: dict[str, dict] | None = None, progress: bool = True,
-               smoke: bool = False) -> list[NotebookResult]:
+               smoke: bool = False, stream: bool = False) -> list[NotebookResult]:
     """Execute the selected notebooks of a profile into ``out``; returns one result per notebook run.
 
     ``smoke=True`` runs a GPU profile on the CPU with its models swapped for the tiny one (see
@@ -219,11 +234,11 @@ def run_course(profile: str = "cpu", out: str | os.PathLike = "runs/cpu", only: 
     summary_path = out / "summary.json"
     previous = {r["notebook"]: r for r in read_json(summary_path)["notebooks"]} if summary_path.exists() else {}
     results: list[NotebookResult] = []
-    bar = tqdm(total=len(stems), desc=f"course[{name}]", unit="nb", disable=not progress)
+    bar = tqdm(total=len(stems), desc=f"course[{name}]", unit="nb", disable=not progress_enabled(progress))
     for stem in stems:
         bar.set_postfix_str(stem)
         budget = CPU_BUDGET_MIN.get(stem, 0) * 60 * (budget_scale or 1.0) if name.startswith("cpu") else None
-        status, err, wall = _execute(stem, plan[stem], out)
+        status, err, wall = _execute(stem, plan[stem], out, progress=progress, stream=stream)
         hl_path = out / "headlines" / f"{stem}.json"
         res = NotebookResult(stem, status, round(wall, 1), budget, bool(budget and wall > budget),
                              read_json(hl_path) if hl_path.exists() else {}, err)

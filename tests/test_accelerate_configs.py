@@ -47,3 +47,17 @@ def test_two_process_cpu_ddp_step():
     assert rep["losses"][0] != rep["losses"][1]  # each rank saw its own data
     a, b = rep["param_checksums"]
     assert a == pytest.approx(b, rel=0, abs=1e-6)  # ... yet the all-reduced update left the replicas equal
+
+
+def test_context_parallel_runs_pad_to_a_multiple_of_two_cp(monkeypatch, tmp_path):
+    """Defect 10c: under the cp4 launch environment, SFT pads every sequence to a multiple of 2 x 4, so
+    torch's load balancer keeps its 8 chunks; without CP nothing is padded."""
+    from longrm_utils.train import sft
+
+    cfg = sft.SFTRun(base="tiny", method="full", max_steps=1, max_length=512)
+    assert sft.sft_config(cfg, tmp_path, "cpu", packing=False).pad_to_multiple_of is None
+    for k, v in launch.launch_plan(CONFIGS["cp4_fsdp2"])["env"].items():
+        if k.startswith(("PARALLELISM_CONFIG", "ACCELERATE_USE_PARALLELISM")):
+            monkeypatch.setenv(k, v)
+    assert sft.context_parallel_size() == 4
+    assert sft.sft_config(cfg, tmp_path, "cpu", packing=False).pad_to_multiple_of == 8

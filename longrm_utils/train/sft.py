@@ -19,6 +19,7 @@ the tokenizer, ``longrm.json``, ``sft_run.json`` and ``train_log.jsonl`` into ``
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -223,8 +224,20 @@ def load_for_training(cfg: SFTRun, device: str = "auto") -> models.Loaded:
     return loaded
 
 
+def context_parallel_size() -> int:
+    """The context-parallel degree ``accelerate launch`` gives this process (1 without CP): the launcher
+    exports ``PARALLELISM_CONFIG_CP_SIZE`` from the config's ``parallelism_config``."""
+    if os.environ.get("ACCELERATE_USE_PARALLELISM_CONFIG") != "true":
+        return 1
+    return max(1, int(os.environ.get("PARALLELISM_CONFIG_CP_SIZE", "1") or 1))
+
+
 def sft_config(cfg: SFTRun, out_dir: Path, device: str, packing: bool):
-    """The trl ``SFTConfig`` for a run (bf16 only on a CUDA device that supports it)."""
+    """The trl ``SFTConfig`` for a run (bf16 only on a CUDA device that supports it).
+
+    Under context parallelism every sequence is padded to a multiple of ``2 * cp``: torch's load
+    balancer splits it into ``2 * cp`` chunks and silently turns itself off when the length does not
+    divide (GPU-paths defect 10c)."""
     import torch
     from trl import SFTConfig
 
@@ -251,6 +264,7 @@ def sft_config(cfg: SFTRun, out_dir: Path, device: str, packing: bool):
         max_length=cfg.max_length,
         packing=packing,
         padding_free=packing,
+        pad_to_multiple_of=2 * context_parallel_size() if context_parallel_size() > 1 else None,
         completion_only_loss=True,
         seed=cfg.seed,
         data_seed=cfg.seed,
