@@ -82,10 +82,17 @@ def load_rm(path: str, *, device: str = "auto", kind: str | None = None, max_inp
     return GenerativeRM(loaded, limit, max_new_tokens, prompts.load_templates(prompt_file))
 
 
-def export(model_dir: str | Path, out: str | Path, metrics_path: str | Path | None = None) -> Path:
-    """Merge LoRA weights into the base (when the folder is an adapter) and write a model card."""
+def export(model_dir: str | Path, out: str | Path, metrics_path: str | Path | None = None, *,
+           device: str = "auto", dtype: str | None = None) -> Path:
+    """Merge LoRA weights into the base (when the folder is an adapter) and write a model card.
+
+    The base is loaded unquantized in ``dtype`` (default: the preset's own, bf16 for the 8B models)
+    on ``device``, even when it was trained in 4-bit: merging into a dequantized fp32 copy would need
+    about 32 GB for an 8B model, twice the bf16 size, and give the same weights once saved in bf16
+    (GPU-paths defect 10b)."""
     model_dir, out = Path(model_dir), Path(out)
-    loaded = models.load(str(model_dir), device="cpu")
+    spec = models.get_spec(str(model_dir))
+    loaded = models.load(str(model_dir), device=device, dtype=dtype or spec.dtype, quantization=None)
     model = loaded.model
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
@@ -114,11 +121,13 @@ def export_cli(argv: list[str]) -> int:
     p.add_argument("--model", required=True, help="a course model folder (LoRA adapter or full weights)")
     p.add_argument("--out", required=True, help="where to write the merged model")
     p.add_argument("--metrics", default=None, help="a judge metrics.json to put in the model card")
+    p.add_argument("--device", default="auto", help="where to merge: auto (a GPU when there is one), cpu, cuda")
+    p.add_argument("--dtype", default=None, help="weights dtype of the export (default: the base preset's, bf16 for 8B)")
     p.add_argument("--push-to-hub", default=None, metavar="REPO",
                    help="upload the exported folder as a Hub model repo (needs a token; HF_HUB_OFFLINE unset)")
     add_flag(p, "private", default=True, help="with --push-to-hub: create the repo private")
     a = p.parse_args(argv)
-    print(f"wrote {export(a.model, a.out, a.metrics)}")
+    print(f"wrote {export(a.model, a.out, a.metrics, device=a.device, dtype=a.dtype)}")
     if a.push_to_hub:
         print(f"pushed: {runtime.push_to_hub(a.out, a.push_to_hub, repo_type='model', private=a.private)}")
     return 0

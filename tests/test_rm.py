@@ -55,5 +55,21 @@ def test_generative_tiny_judge(tmp_path):
     assert isinstance(judge.last_raw, str)
     with pytest.raises(ValueError):
         judge.judge(PROMPT, RESPONSES[:1])
-    merged = export(ad, tmp_path / "merged-gen")
+    merged = export(ad, tmp_path / "merged-gen", device="cpu")
     assert isinstance(load_rm(str(merged), device="cpu"), GenerativeRM)
+
+
+def test_export_merges_in_the_requested_dtype_not_fp32(tmp_path):
+    """Defect 10b: the merge runs in the preset's dtype (bf16 for the 8B models); here bf16 is asked for
+    explicitly on the tiny scalar RM, whose scores must survive the merge within bf16 rounding."""
+    import torch
+    from safetensors import safe_open
+
+    ad = _adapter(tmp_path, "tiny-rm", models.SCALAR)
+    s1 = load_rm(str(ad), device="cpu").score(PROMPT, RESPONSES)
+    merged = export(ad, tmp_path / "merged-bf16", device="cpu", dtype="bfloat16")
+    with safe_open(str(next(merged.glob("*.safetensors"))), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+    assert dtypes == {torch.bfloat16}
+    s2 = load_rm(str(merged), device="cpu").score(PROMPT, RESPONSES)
+    assert s2 == pytest.approx(s1, abs=0.05)
