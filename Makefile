@@ -29,7 +29,7 @@ course: $(STAMP)
 	$(PY) -m longrm_utils course --profile $(PROFILE) --out $(OUT)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra tests
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -ra --durations=25 tests
 
 report: $(STAMP)
 	$(PY) -m longrm_utils report --run $(OUT) --out docs/results

@@ -47,12 +47,28 @@ OUTCOME_COLORS = {"correct": "#4c9a2a", "partial": "#a6d96a", "wrong": "#bdbdbd"
                   "contradiction": "#d7191c", "format": "#2b83ba", "run_error": "#000000"}
 
 
+MAX_COLUMNS = 4
+"""Panels per row of a multi-judge figure: at notebook width (about 1,000 px) each panel stays legible."""
+
+
+def _grid(plt, n: int, panel: tuple[float, float], **kw):
+    """A grid of ``n`` panels, at most :data:`MAX_COLUMNS` per row; unused panels are hidden."""
+    cols = max(1, min(MAX_COLUMNS, n))
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(panel[0] * cols, panel[1] * rows), squeeze=False, **kw)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n], axes
+
+
 def plot_failure_stacks(report: dict, path: str | Path) -> Path:
-    """One panel per judge: stacked shares of each outcome per bucket."""
+    """One panel per judge (four per row): stacked shares of each outcome per bucket, with the line
+    count under each bar and one legend for the figure."""
     plt = _plt()
     judges = list(report["judges"])
-    fig, axes = plt.subplots(1, len(judges), figsize=(max(4, 2.6 * len(judges)), 3.6), sharey=True, squeeze=False)
-    for ax, j in zip(axes[0], judges):
+    fig, flat, axes = _grid(plt, len(judges), (3.1, 3.0), sharey=True)
+    for ax, j in zip(flat, judges):
         tab = report["judges"][j]["outcomes_by_bucket"]
         groups = [g for g in tab if g != "all"]
         bottom = [0.0] * len(groups)
@@ -62,8 +78,12 @@ def plot_failure_stacks(report: dict, path: str | Path) -> Path:
             bottom = [b + v for b, v in zip(bottom, vals)]
         ax.set_title(j, fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
-    axes[0][0].set_ylabel("share of lines (%)")
-    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
+        ax.set_ylim(0, 100)
+    for row in axes:
+        row[0].set_ylabel("share of lines (%)", fontsize=8)
+    handles, labels = flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.04))
+    fig.suptitle("What each judge's lines came to, per length bucket", fontsize=10)
     return _save(fig, path)
 
 
@@ -71,8 +91,8 @@ def plot_position_matrix(report: dict, path: str | Path, n: int = 2) -> Path:
     """Per judge: row = slot holding the best answer, column = slot picked (row-normalised)."""
     plt = _plt()
     judges = [j for j, r in report["judges"].items() if str(n) in r["position_matrix"]]
-    fig, axes = plt.subplots(1, max(1, len(judges)), figsize=(max(3, 2.3 * len(judges)), 2.6), squeeze=False)
-    for ax, j in zip(axes[0], judges):
+    fig, flat, axes = _grid(plt, max(1, len(judges)), (2.6, 2.6))
+    for ax, j in zip(flat, judges):
         m = report["judges"][j]["position_matrix"][str(n)]
         norm = [[x / sum(row) if sum(row) else 0 for x in row] for row in m]
         ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
@@ -84,7 +104,9 @@ def plot_position_matrix(report: dict, path: str | Path, n: int = 2) -> Path:
         ax.set_yticks(range(n), list(SLOT_LETTERS[:n]))
         ax.set_xlabel("slot picked", fontsize=7)
         ax.set_title(j, fontsize=8)
-    axes[0][0].set_ylabel("best answer in slot", fontsize=7)
+        ax.set_ylabel("best answer in slot", fontsize=7)
+    fig.suptitle("Which slot each judge picks, by where the best answer was (row shares; counts in brackets)",
+                 fontsize=9)
     return _save(fig, path)
 
 

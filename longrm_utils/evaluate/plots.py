@@ -26,7 +26,12 @@ def plot_group_bars(frame, path: str | os.PathLike, *, title: str = "", ylabel: 
         x = np.arange(len(groups)) + (k - (len(judges) - 1) / 2) * w
         err = np.vstack([(sub["value"] - sub["lo"]).clip(lower=0).fillna(0),
                          (sub["hi"] - sub["value"]).clip(lower=0).fillna(0)])
-        ax.bar(x, sub["value"], w, yerr=err, capsize=2, label=jid)
+        bars = ax.bar(x, sub["value"], w, yerr=err, capsize=2, label=jid)
+        for xi, v in zip(x, sub["value"]):  # a zero bar is invisible, a missing one too: say which
+            if v != v:
+                ax.text(xi, 1, "n/a", ha="center", va="bottom", fontsize=6, rotation=90, color="gray")
+            elif v == 0:
+                ax.text(xi, 1, "0", ha="center", va="bottom", fontsize=7, color=bars.patches[0].get_facecolor())
     if chance is not None:
         ax.axhline(chance, ls=":", c="gray", lw=1)
     ax.set_xticks(np.arange(len(groups)), groups)
