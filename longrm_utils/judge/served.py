@@ -179,8 +179,9 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, device: str 
           max_input_tokens: int | None = None, ready=None) -> None:
     """Serve ``model`` (a preset or folder) until interrupted. ``port=0`` picks a free port; the
     address is printed (and passed to ``ready``) once the model is loaded."""
-    loaded = models.load(model, device=device)
-    window = max_input_tokens or (loaded.spec.yarn_context or loaded.spec.max_context)
+    spec = models.get_spec(model)
+    window = max_input_tokens or (spec.yarn_context or spec.max_context)
+    loaded = models.load(model, device=device, max_context=window)  # rope scaling (YaRN) for a long window
     srv = ThreadingHTTPServer((host, port), _handler(loaded, model, window, threading.Lock()))
     url = f"http://{srv.server_address[0]}:{srv.server_address[1]}/v1"
     print(f"serving {model} at {url} (window {window} tokens); Ctrl-C stops", flush=True)
