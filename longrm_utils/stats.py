@@ -103,21 +103,27 @@ def auc(scores: Sequence[float], labels: Sequence[int], *, items: Sequence | Non
         seed: int = BOOT_SEED) -> tuple[float | None, list[float] | None]:
     """ROC AUC of ``scores`` against binary ``labels`` (ties count one half), and, with ``n_boot``, the
     percentile interval from resampling ``items`` (the item each line belongs to; default: each line
-    its own item). (None, None) when a class is empty."""
+    its own item). (None, None) when a class is empty.
+
+    With ``items``, a positive line is compared only with negative lines of *other* items: the two
+    lines of one item (its two display orders, or its chosen and rejected answers) are not
+    independent, and counting them would make the resampled AUC weigh them by the square of the
+    item's draws, so that the interval could miss its own estimate."""
     import numpy as np
 
     s, y, g = _line_arrays(scores, labels, items)
     pos, neg = y == 1, y == 0
-    if not pos.any() or not neg.any():
+    valid = (g[pos][:, None] != g[neg][None, :]).astype(float)
+    if not pos.any() or not neg.any() or not valid.any():
         return None, None
-    cmp = (s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])
-    value = float(cmp.mean())
+    cmp = ((s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])) * valid
+    value = float(cmp.sum() / valid.sum())
     if not n_boot:
         return value, None
     w = _resample_weights(g, n_boot, seed)
     wp, wn = w[:, pos], w[:, neg]
     with np.errstate(invalid="ignore", divide="ignore"):
-        boots = ((wp @ cmp) * wn).sum(1) / (wp.sum(1) * wn.sum(1))
+        boots = ((wp @ cmp) * wn).sum(1) / ((wp @ valid) * wn).sum(1)
     return value, _interval(boots)
 
 

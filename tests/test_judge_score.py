@@ -139,10 +139,12 @@ def test_score_file_and_cli_roundtrip(preds, tmp_path):
 from longrm_utils import stats  # noqa: E402
 
 
-def brute_auc(s, y):
-    pos = [a for a, l in zip(s, y) if l]
-    neg = [a for a, l in zip(s, y) if not l]
-    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+def brute_auc(s, y, items=None):
+    """By hand: every (positive, negative) pair of lines, of different items when ``items`` is given."""
+    g = items or list(range(len(s)))
+    pairs = [((a > b) + 0.5 * (a == b)) for a, la, ga in zip(s, y, g) if la
+             for b, lb, gb in zip(s, y, g) if not lb and ga != gb]
+    return sum(pairs) / len(pairs)
 
 
 def test_auc_and_ece_by_hand():
@@ -169,6 +171,11 @@ def test_auc_interval_resamples_items_not_lines():
     assert val == pytest.approx(brute_auc(s, y))
     assert by_item[0] <= val <= by_item[1]
     assert (by_item[1] - by_item[0]) > (by_line[1] - by_line[0])
+    # an item's two lines are never compared with each other: a judge that always backs slot A
+    # gets exactly chance from the pairs across items, and an interval that holds it
+    probs, labels, ids = [0.9, 0.9] * 30, [1, 0] * 30, [i for i in range(30) for _ in (0, 1)]
+    v, ci = stats.auc(probs, labels, items=ids, n_boot=300)
+    assert v == 0.5 and ci[0] <= 0.5 <= ci[1]
 
 
 def test_metrics_carry_auc_ece_per_bucket_and_reward_auc_for_scalar_rms():
@@ -185,11 +192,12 @@ def test_metrics_carry_auc_ece_per_bucket_and_reward_auc_for_scalar_rms():
                               raw=raw, slot_scores=raw, pref_prob=pref))
     m = score.extended_metrics(preds, n_boot=200, kind="scalar")
     assert m["overall"]["auc"] == pytest.approx(brute_auc([p["pref_prob"] for p in preds],
-                                                           [p["order"][0] == 0 for p in preds]))
+                                                           [p["order"][0] == 0 for p in preds],
+                                                           [p["id"] for p in preds]))
     assert m["pairwise_by_bucket"]["4k"]["auc"] == 1.0 and m["pairwise_by_bucket"]["8k"]["auc"] < 1.0
     assert m["overall"]["n_pref_lines"] == 16 and m["by_bucket"]["8k"]["ece_ci95"] is not None
-    rewards = [(r, o == 0) for p in preds if p["pass"] == 0 for r, o in zip(p["raw"], p["order"])]
-    assert m["overall"]["reward_auc"] == pytest.approx(brute_auc(*zip(*rewards)))
+    rewards = [(r, o == 0, p["id"]) for p in preds if p["pass"] == 0 for r, o in zip(p["raw"], p["order"])]
+    assert m["overall"]["reward_auc"] == pytest.approx(brute_auc(*map(list, zip(*rewards))))
     assert "reward_auc" not in score.extended_metrics(preds, n_boot=0)["overall"]
     text_only = [dict(p, pref_prob=None) for p in preds]
     o = score.extended_metrics(text_only, n_boot=0)["overall"]

@@ -155,7 +155,7 @@ def calibration_frame(judges: dict[str, dict]):
     rows = []
     for jid, j in judges.items():
         m = j["metrics"]
-        groups = [("all", m["overall"])] + list((m.get("pairwise_by_bucket") or {}).items())
+        groups = [("all", m["overall"])] + list((m.get("by_bucket") or {}).items())  # both include BoN rewards
         for g, v in groups:
             if not v.get("n_pref_lines"):
                 continue
