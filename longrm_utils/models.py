@@ -512,7 +512,9 @@ def save_model(loaded: Loaded, out: str | os.PathLike, **meta: Any) -> Path:
     An adapter names its base by the preset's hub id (not this machine's cache folder), as the Hub
     and peft expect; :func:`load` reads the base from ``longrm.json`` and loads it offline."""
     out = Path(out)
-    loaded.model.save_pretrained(out)
+    # The course never resizes embeddings; saying so keeps peft from looking the base up on the Hub.
+    extra = {"save_embedding_layers": False} if hasattr(loaded.model, "peft_config") else {}
+    loaded.model.save_pretrained(out, **extra)
     loaded.tokenizer.save_pretrained(out)
     base = meta.pop("base", None) or loaded.meta.get("base") or loaded.spec.name
     base = base if base in REGISTRY else loaded.spec.name

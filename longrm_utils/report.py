@@ -5,6 +5,7 @@ the README's course map from the run's measured ``summary.json``.
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from .io import read_json
 from .models import cache_root
 
 MAP_START, MAP_END = "<!-- course-map:start -->", "<!-- course-map:end -->"
+SITE_PACKAGES = re.compile(r"(?:[~.]|/[^\s\"'<>]*)?/(?:lib/python[\d.]+/)?site-packages/")
 
 
 def gpu_needs(stem: str) -> str:
@@ -68,7 +70,8 @@ def relative_paths(text: str, run: Path, profile: str) -> str:
     for old, new in sorted(subs, key=lambda kv: -len(kv[0])):
         if old and old not in ("/", "."):
             text = text.replace(old, new)
-    return text
+    # library paths in warnings, wherever the producing run's environment lived
+    return SITE_PACKAGES.sub("site-packages/", text)
 
 
 def render(run: Path, out: Path, html: bool = True, max_figure_kb: int = 400) -> Path:

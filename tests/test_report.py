@@ -18,7 +18,8 @@ def _fake_run(tmp_path):
     (run / "summary.md").write_text(f"# Course run\n\nTotal wall time: 1.5 min in {run}\n")
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# hello"),
-                nbformat.v4.new_markdown_cell(f"wrote {run}/bench/short.jsonl; model in {REPO_ROOT}/models")]
+                nbformat.v4.new_markdown_cell(f"wrote {run}/bench/short.jsonl; model in {REPO_ROOT}/models"),
+                nbformat.v4.new_markdown_cell("/elsewhere/ci/.venv/lib/python3.11/site-packages/peft/x.py:3: warn")]
     nbformat.write(nb, str(run / "00_setup_and_tour.ipynb"))
     (run / "analysis" / "figures" / "acc.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 100)
     return run, summary
@@ -35,7 +36,9 @@ def test_render_writes_pages_and_figures(tmp_path):
     for page in (tmp_path / "docs").glob("*.*"):
         body = page.read_text()
         assert str(tmp_path) not in body and str(REPO_ROOT) not in body, page.name
-    assert "wrote runs/cpu/bench/short.jsonl; model in ./models" in (tmp_path / "docs" / "00_setup_and_tour.html").read_text()
+    page = (tmp_path / "docs" / "00_setup_and_tour.html").read_text()
+    assert "wrote runs/cpu/bench/short.jsonl; model in ./models" in page
+    assert "site-packages/peft/x.py:3" in page and "/elsewhere" not in page  # another machine's library path
     assert "1.5 min in runs/cpu" in (tmp_path / "docs" / "summary.md").read_text()
 
 
