@@ -188,13 +188,13 @@ def _execute(stem: str, params: dict, out: Path, *, progress: bool = True,
 
     import papermill as pm
 
-    if stream:
-        pmlog = logging.getLogger("papermill")
-        if not pmlog.handlers:
-            pmlog.addHandler(logging.StreamHandler())
-        pmlog.handlers[0].setFormatter(logging.Formatter(f"[{stem[:2]}] %(message)s"))
+    pmlog, handler, level = logging.getLogger("papermill"), None, None
+    if stream:  # only for this notebook: a later run without --stream stays quiet
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"[{stem[:2]}] %(message)s"))
+        pmlog.addHandler(handler)
+        level = pmlog.level
         pmlog.setLevel(logging.INFO)
-
     t0 = time.time()
     out_nb = out / f"{stem}.ipynb"
     try:
@@ -205,6 +205,10 @@ def _execute(stem: str, params: dict, out: Path, *, progress: bool = True,
         return "ok", None, time.time() - t0
     except Exception as e:  # noqa: BLE001 - papermill raises PapermillExecutionError with the cell
         return "failed", _failing_cell(out_nb) or f"{type(e).__name__}: {str(e)[:500]}", time.time() - t0
+    finally:
+        if handler is not None:
+            pmlog.removeHandler(handler)
+            pmlog.setLevel(level)
 
 
 def run_course(profile: str = "cpu", out: str | os.PathLike = "runs/cpu", only: str | None = None,

@@ -150,3 +150,16 @@ def test_smoke_parameters_swap_hub_models_for_tiny():
                 assert f'"{name}"' not in flat, (stem, name)
         assert params.get("device", "cpu") == "cpu"
         assert "flash_attention_2" not in flat
+
+
+@pytest.mark.slow
+def test_stream_copies_notebook_output_to_the_terminal(tmp_path, capfd):
+    """``course --stream``: what notebook 00 prints reaches stderr as it runs, prefixed with its
+    number; a later run without it prints nothing of the notebook's."""
+    run_course("cpu", tmp_path / "a", only="00", progress=False, stream=True)
+    got = capfd.readouterr()
+    assert "[00] Executing Cell" in got.err  # papermill's progress, with the notebook's number
+    assert "[00] run directory:" in got.err  # what the cells print, as they print it
+    run_course("cpu", tmp_path / "b", only="00", progress=False)
+    quiet = capfd.readouterr()
+    assert "[00]" not in quiet.err and "run directory:" not in quiet.out + quiet.err
