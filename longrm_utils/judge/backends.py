@@ -73,6 +73,19 @@ class PassResult:
     """P(slot A is better) on a pairwise line: sigma of the slot-score difference; None elsewhere."""
 
 
+def order_messages(templates: prompts.Templates, item: ItemView, order: list[int]) -> list[dict]:
+    """The judging chat of one display order: the item's answers in slots ``order``."""
+    return prompts.judge_messages(templates, item.messages, [item.answers[o] for o in order], pairwise=item.pairwise)
+
+
+def verdict_result(text: str, item: ItemView, **kw: Any) -> PassResult:
+    """A generated judgement parsed by the official rules (and the strict ones, for ``strict_error``);
+    ``kw`` fills the other :class:`PassResult` fields."""
+    off = parse.parse_verdict(text, item.n, pairwise=item.pairwise, mode=parse.OFFICIAL)
+    strict = parse.parse_verdict(text, item.n, pairwise=item.pairwise, mode=parse.STRICT)
+    return PassResult(text, off.ranking, off.error, strict.error, **kw)
+
+
 def sigmoid_diff(a: float, b: float) -> float:
     """sigma(a - b), the Bradley-Terry probability that the item scored ``a`` wins, without overflow."""
     d = a - b
@@ -342,23 +355,20 @@ class HFGenerativeJudge:
     def judge_item(self, item: ItemView, orders: list[list[int]]) -> list[PassResult]:
         seqs, trunc = [], []
         for order in orders:
-            msgs = prompts.judge_messages(self.t, item.messages, [item.answers[o] for o in order],
-                                          pairwise=item.pairwise)
-            ids, t = self.prompt_ids(msgs)
+            ids, t = self.prompt_ids(order_messages(self.t, item, order))
             seqs.append(ids), trunc.append(t)
         verdicts = self.verdict_ids() if item.pairwise and self.verdict_probs else None
         outs, tm = self.generate_many(seqs, verdicts)
         res = []
         for k, ((text, n_new), ids, t) in enumerate(zip(outs, seqs, trunc)):
-            off = parse.parse_verdict(text, item.n, pairwise=item.pairwise, mode=parse.OFFICIAL)
-            strict = parse.parse_verdict(text, item.n, pairwise=item.pairwise, mode=parse.STRICT)
             pre = tm["prefill_s"] if k == 0 else 0.0
             lps = tm["verdict_logps"][k] if len(tm.get("verdict_logps", ())) > k else None
             vs = tm["verdict_s"][k] if tm.get("verdict_s") else 0.0
-            res.append(PassResult(text, off.ranking, off.error, strict.error, lps, False, t, len(ids),
-                                  {"total_s": pre + vs + tm["gen_s"][k], "prefill_s": pre, "verdict_s": vs,
-                                   "gen_s": tm["gen_s"][k], "new_tokens": n_new, "prefix_tokens": tm["prefix_tokens"]},
-                                  pref_prob=None if lps is None else sigmoid_diff(lps[0], lps[1])))
+            res.append(verdict_result(text, item, slot_scores=lps, truncated=t, prompt_tokens=len(ids),
+                                      timing={"total_s": pre + vs + tm["gen_s"][k], "prefill_s": pre, "verdict_s": vs,
+                                              "gen_s": tm["gen_s"][k], "new_tokens": n_new,
+                                              "prefix_tokens": tm["prefix_tokens"]},
+                                      pref_prob=None if lps is None else sigmoid_diff(lps[0], lps[1])))
         return res
 
 

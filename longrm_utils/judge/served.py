@@ -38,8 +38,8 @@ from typing import Any, Iterable, Iterator
 from .. import models
 from ..cli import ArgumentParser, positive_int
 from ..runtime import get_logger
-from . import parse, prompts
-from .backends import ItemView, PassResult
+from . import prompts
+from .backends import ItemView, PassResult, order_messages, verdict_result
 
 log = get_logger("served")
 
@@ -93,18 +93,13 @@ class OpenAIChatJudge:
     def judge_item(self, item: ItemView, orders: list[list[int]]) -> list[PassResult]:
         out = []
         for order in orders:
-            msgs = prompts.judge_messages(self.t, item.messages, [item.answers[o] for o in order],
-                                          pairwise=item.pairwise)
             t0 = time.perf_counter()
-            resp, attempts = self.request(msgs)
+            resp, attempts = self.request(order_messages(self.t, item, order))
             text = resp["choices"][0]["message"].get("content") or ""
             usage = resp.get("usage") or {}
-            off = parse.parse_verdict(text, item.n, pairwise=item.pairwise, mode=parse.OFFICIAL)
-            strict = parse.parse_verdict(text, item.n, pairwise=item.pairwise, mode=parse.STRICT)
-            out.append(PassResult(text, off.ranking, off.error, strict.error, None, False, False,
-                                  int(usage.get("prompt_tokens") or 0),
-                                  {"total_s": time.perf_counter() - t0, "attempts": attempts,
-                                   "new_tokens": int(usage.get("completion_tokens") or 0)}))
+            out.append(verdict_result(text, item, prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                                      timing={"total_s": time.perf_counter() - t0, "attempts": attempts,
+                                              "new_tokens": int(usage.get("completion_tokens") or 0)}))
         return out
 
     def judge_items(self, items: Iterable[tuple[ItemView, list[list[int]]]]) -> Iterator[Any]:
