@@ -224,16 +224,49 @@ def test_cli_generative_saves_a_loadable_adapter(tmp_path):
     assert hasattr(back.model, "peft_config")
 
 
-def test_shared_prefix_refuses_gradient_checkpointing():
-    loaded = models.load("tiny", device="cpu", trainable=True)
-    loaded.model.gradient_checkpointing_enable()
+@pytest.mark.parametrize("name,kind", [("qwen3-8b@mini", "generative"),
+                                       ("skywork-reward-v2-llama-3.1-8b@mini", "scalar")])
+def test_memory_techniques_keep_outputs_and_gradients(name, kind):
+    """Checkpointing with the shared prefix, and tiled MLPs, change memory, not numbers: the outputs and
+    every LoRA gradient equal the plain, separately encoded step's."""
+    from longrm_utils.train import longctx
+
+    loaded = models.add_lora(models.load(name, kind=kind, device="cpu", trainable=True), r=4, dropout=0.0)
+    torch.manual_seed(0)
+    for n, p in loaded.model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.02)  # a fresh adapter's B is zero: give the gradients something to pass through
     loaded.model.train()
-    p, rs = A.encode_prompt_responses(loaded.tokenizer, PROMPT, RESPONSES[:2], loaded.spec)
-    with pytest.raises(ValueError, match="gradient checkpointing"):
-        L.completion_logps(loaded.model, p, rs, loaded.tokenizer.pad_token_id)
-    # the separate encoding works, and with gradients
-    lp, _ = L.completion_logps(loaded.model, p, rs, loaded.tokenizer.pad_token_id, shared_prefix=False)
-    lp.sum().backward()
+    tok, pad = loaded.tokenizer, loaded.tokenizer.pad_token_id
+    prompt = tok("Context: the sky is green and the grass is blue. " * 12)["input_ids"]
+    responses = [tok(r)["input_ids"] for r in ("[[A]] as the context says.", "[[B]]", "I think [[A]] here")]
+    weights = torch.tensor([1.0, -0.5, 0.3])
+
+    def step(shared):
+        loaded.model.zero_grad()
+        out = (L.completion_logps(loaded.model, prompt, responses, pad, shared_prefix=shared)[0]
+               if kind == "generative" else L.scalar_scores(loaded.model, prompt, responses, pad, shared_prefix=shared))
+        (out * weights).sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in loaded.model.named_parameters() if p.grad is not None}
+
+    ref, gref = step(False)
+    assert len(gref) > 8
+    longctx.enable_checkpointing(loaded.model, offload=True)  # offload is a no-op on CPU, and must not fail
+    assert longctx.tile_mlp(loaded.model, 7) == 2
+    for shared in (True, False):
+        out, grads = step(shared)
+        assert torch.allclose(out, ref, atol=1e-4)
+        assert set(grads) == set(gref)
+        for n in gref:
+            assert torch.allclose(grads[n], gref[n], rtol=1e-3, atol=1e-6 * float(gref[n].abs().max())), n
+
+
+def test_tiled_mlp_refuses_dropout():
+    from longrm_utils.train import longctx
+
+    loaded = models.add_lora(models.load("tiny", device="cpu", trainable=True), r=4, dropout=0.1)
+    with pytest.raises(ValueError, match="lora_dropout=0"):
+        longctx.tile_mlp(loaded.model, 16)
 
 
 def test_synthetic_item_and_measured_step_show_the_shared_prefix_saving(tiny_rm):

@@ -13,8 +13,8 @@ no NLL; ``constants.ALIGN_TABLE5``: V=2, γ=0.5, β=2.5, NLL weight 0.05). Both 
 exactly one rejected response, and it encodes the prompt once per response. Taking V rejects would
 mean overriding nearly every method but the ``Trainer`` shell, and the prompt (the long context,
 which is almost all the tokens) would still be encoded 1 + V times. The loop below is small, computes
-log-probabilities only at the judgement tokens (``losses.token_logps``), and encodes the shared
-prompt once per item.
+log-probabilities only at the judgement tokens, in chunks (``longctx.chunked_token_logps``), and
+encodes the shared prompt once per item.
 
 :func:`train_alignment` is the one entry point that loads a model, adds LoRA, trains, saves and
 returns the result; the CLI (``python -m longrm_utils train align-gen|align-scalar``) calls it.
@@ -36,6 +36,7 @@ from .. import constants, models
 from ..contracts import PrefItem, read_pref_jsonl
 from ..io import append_jsonl, write_json, write_text
 from ..runtime import progress_enabled
+from . import longctx
 from .losses import bradley_terry_loss, completion_logps, multi_reject_simpo_loss, scalar_scores
 from .official import load_official_simpo, looks_official
 from .options import add_dataclass_args
@@ -262,6 +263,7 @@ class AlignResult:
 def train_alignment(model: str, items: Sequence[PrefItem], cfg: AlignConfig, out_dir: str | os.PathLike, *,
                     kind: str, method: str = "lora", lora_r: int = 16, quantization: str | None = None,
                     device: str = "auto", attn: str = "auto", gradient_checkpointing: bool = False,
+                    offload_checkpoints: bool = False, mlp_tile_tokens: int = 0, lora_dropout: float = 0.05,
                     eval_items: Sequence[PrefItem] | None = None, progress: bool = True) -> AlignResult:
     """Load ``model``, add LoRA, align it on ``items``, save it to ``out_dir`` and return the result.
 
@@ -269,7 +271,9 @@ def train_alignment(model: str, items: Sequence[PrefItem], cfg: AlignConfig, out
     base and keeps training; its folder is recorded as ``init`` in ``longrm.json``). ``method``:
     ``lora``, ``qlora`` (4-bit base + LoRA) or ``full``; ``quantization`` loads the base quantized
     for any method (``qlora`` implies ``4bit``). ``eval_items`` are scored with
-    :func:`pair_accuracy` before and after training. ``out_dir`` receives the adapter or weights,
+    :func:`pair_accuracy` before and after training. The memory switches (checkpointing, its
+    ``offload_checkpoints`` to host RAM, ``mlp_tile_tokens``) are :mod:`.longctx`'s. ``out_dir``
+    receives the adapter or weights,
     ``longrm.json`` (method ``stage2-<kind>-<method>``, the config as ``stage2``),
     ``train_log.jsonl`` and ``train_summary.json``.
     """
@@ -281,9 +285,10 @@ def train_alignment(model: str, items: Sequence[PrefItem], cfg: AlignConfig, out
                          attn=attn, quantization=quantization or ("4bit" if method == "qlora" else None),
                          seed=cfg.seed, trainable=True)
     if method in ("lora", "qlora") and not hasattr(loaded.model, "peft_config"):
-        loaded = models.add_lora(loaded, r=lora_r, gradient_checkpointing=gradient_checkpointing)
+        loaded = models.add_lora(loaded, r=lora_r, dropout=lora_dropout, gradient_checkpointing=gradient_checkpointing)
     if gradient_checkpointing:
-        loaded.model.gradient_checkpointing_enable()
+        longctx.enable_checkpointing(loaded.model, offload=offload_checkpoints)
+    longctx.tile_mlp(loaded.model, mlp_tile_tokens)
     before = pair_accuracy(loaded, eval_items, kind=kind, cfg=cfg) if eval_items else None
     summary = train_loop(loaded, items, cfg, kind=kind, out_dir=out_dir, progress=progress)
     after = pair_accuracy(loaded, eval_items, kind=kind, cfg=cfg) if eval_items else None
@@ -310,6 +315,9 @@ def _parser(prog: str, kind: str) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--attn", default="auto")
     add_flag(p, "gradient-checkpointing", default=False, help="recompute activations in the backward pass")
+    add_flag(p, "offload-checkpoints", default=False, help="keep checkpointed layer inputs in pinned host RAM (GPU)")
+    p.add_argument("--mlp-tile-tokens", type=int, default=0, help="run each MLP over token tiles of this size (0: off)")
+    p.add_argument("--lora-dropout", type=float, default=0.05, help="dropout of a fresh LoRA adapter (0 with tiling)")
     add_dataclass_args(p, AlignConfig)
     return p
 
@@ -322,7 +330,9 @@ def _cli(argv: list[str], kind: str) -> int:
     cfg = AlignConfig(**{**asdict(base), **over})
     items = load_official_simpo(a.data, splits=["train"])["items"] if looks_official(a.data) else read_pref_jsonl(a.data)
     res = train_alignment(a.model, items, cfg, a.out, kind=kind, method=a.method, lora_r=a.lora_r, device=a.device,
-                          attn=a.attn, gradient_checkpointing=a.gradient_checkpointing)
+                          attn=a.attn, gradient_checkpointing=a.gradient_checkpointing,
+                          offload_checkpoints=a.offload_checkpoints, mlp_tile_tokens=a.mlp_tile_tokens,
+                          lora_dropout=a.lora_dropout)
     print(json.dumps({k: res.summary[k] for k in ("first_loss", "last_loss", "seconds", "data")}, indent=2))
     return 0
 

@@ -13,9 +13,9 @@
 
 **The shared prefix.** One item is one prompt (the long context, almost all the tokens) and
 1 + V responses. :func:`completion_logps` and :func:`scalar_scores` encode the prompt **once**:
-its KV cache is computed with gradients, repeated 1 + V times along the batch
-(``DynamicCache.batch_repeat_interleave``) and every response is run from it as a right-padded
-batch with explicit positions (:func:`prefix_expand_forward`). ``shared_prefix=False`` encodes each
+its KV cache is computed with gradients, read 1 + V times along the batch without a copy,
+and every response is run from it as a right-padded batch with explicit positions
+(:func:`prefix_expand_forward`); checkpointed layers keep that cache (:mod:`.longctx`). ``shared_prefix=False`` encodes each
 sequence separately instead; the tests check both give the same numbers.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..models import unwrap
+from .longctx import cache_through_checkpoints, chunked_token_logps, continuation_cache, prompt_cache
 
 
 # --- losses: pure functions of tensors ----------------------------------------------------------
@@ -106,14 +107,13 @@ def model_device(model):
     return next(model.parameters()).device
 
 
-def prefix_expand_forward(model, prefix_ids: Sequence[int], continuations: Sequence[Sequence[int]], pad_id: int,
-                          *, head: str):
+def prefix_expand_forward(model, prefix_ids: Sequence[int], continuations: Sequence[Sequence[int]], pad_id: int):
     """Run N continuations from ONE encoding of a shared prefix (gradients flow through both).
 
-    The prefix is encoded once with ``use_cache=True``; its KV cache is repeated N times along the
-    batch and the continuations run as one right-padded batch with explicit ``position_ids`` and an
-    attention mask over prefix + continuation. ``head="lm"`` returns logits ``[N, L, vocab]``;
-    ``head="hidden"`` returns the backbone's last hidden states ``[N, L, d]``. Also returns the
+    The prefix is encoded once into a KV cache; the continuations run as one right-padded batch
+    with explicit ``position_ids`` and an attention mask over prefix + continuation, reading the
+    cache repeated N times along the batch without copying it. Works with checkpointed layers
+    (:mod:`.longctx`). Returns the backbone's last hidden states ``[N, L, d]`` and the
     continuation mask ``[N, L]``.
     """
     import torch
@@ -123,64 +123,50 @@ def prefix_expand_forward(model, prefix_ids: Sequence[int], continuations: Seque
     if any(len(c) == 0 for c in continuations):
         raise ValueError("every continuation needs at least one token")
     base = unwrap(model)
-    if getattr(base, "is_gradient_checkpointing", False) and base.training and torch.is_grad_enabled():
-        raise ValueError("shared-prefix training needs the prompt's KV cache, and with gradient checkpointing on "
-                         "transformers' layers silently drop it (cache=None). Turn gradient checkpointing off, or "
-                         "set shared_prefix=False (each response then re-encodes the prompt).")
     dev = model_device(model)
-    fwd = base if head == "lm" else getattr(base, base.base_model_prefix)
+    fwd = getattr(base, base.base_model_prefix)  # the backbone: hidden states, never [P x vocab] logits
     P, N = len(prefix_ids), len(continuations)
-    # the prefix is run for its cache only: with the LM head, keep one position's logits, not [P x vocab]
-    keep = {"logits_to_keep": 1} if head == "lm" else {}
-    pre = fwd(torch.tensor([list(prefix_ids)], device=dev), use_cache=True, **keep)
-    cache = pre.cache if getattr(pre, "cache", None) is not None else pre.past_key_values
-    cache.batch_repeat_interleave(N)
-    ids, mask = _right_pad(continuations, pad_id, dev)
-    L = ids.shape[1]
-    attn = torch.cat([torch.ones((N, P), dtype=torch.long, device=dev), mask], dim=1)
-    pos = torch.arange(P, P + L, device=dev).unsqueeze(0).expand(N, L)
-    out = fwd(ids, attention_mask=attn, position_ids=pos, cache=cache, use_cache=True)
-    return (out.logits if head == "lm" else out.last_hidden_state), mask
+    with cache_through_checkpoints(base):
+        cache = prompt_cache()
+        fwd(torch.tensor([list(prefix_ids)], device=dev), cache=cache, use_cache=True)
+        ids, mask = _right_pad(continuations, pad_id, dev)
+        L = ids.shape[1]
+        attn = torch.cat([torch.ones((N, P), dtype=torch.long, device=dev), mask], dim=1)
+        pos = torch.arange(P, P + L, device=dev).unsqueeze(0).expand(N, L)
+        out = fwd(ids, attention_mask=attn, position_ids=pos, cache=continuation_cache(cache, N), use_cache=True)
+    return out.last_hidden_state, mask
 
 
-def _full_logits(model, seqs, pad_id):
+def _backbone_hidden(model, seqs, pad_id):
+    base = unwrap(model)
     ids, mask = _right_pad(seqs, pad_id, model_device(model))
-    return unwrap(model)(ids, attention_mask=mask).logits, mask
-
-
-def token_logps(logits, targets):
-    """``log p(target)`` at each position of ``logits [N, L, vocab]``, in fp32 one row at a time, so the
-    fp32 copy is one row's ``[L, vocab]``, never the batch's."""
-    import torch
-
-    rows = []
-    for i in range(logits.shape[0]):
-        lg = logits[i].float()
-        rows.append(lg.gather(-1, targets[i].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(lg, -1))
-    return torch.stack(rows)
+    return getattr(base, base.base_model_prefix)(ids, attention_mask=mask).last_hidden_state, ids, mask
 
 
 def completion_logps(model, prompt_ids: Sequence[int], completions: Sequence[Sequence[int]], pad_id: int,
                      *, shared_prefix: bool = True):
-    """Summed log-probabilities ``[N]`` and lengths ``[N]`` of each completion given the prompt."""
+    """Summed log-probabilities ``[N]`` and lengths ``[N]`` of each completion given the prompt.
+
+    Only the completions' positions go through the vocabulary, ``LOSS_CHUNK`` at a time
+    (:func:`.longctx.chunked_token_logps`)."""
     import torch
 
     dev = model_device(model)
+    head = unwrap(model).get_output_embeddings()
     lens = torch.tensor([len(c) for c in completions], device=dev, dtype=torch.float32)
     if shared_prefix:
-        # The last prompt token goes with the continuations, so its logit predicts each first token.
+        # The last prompt token goes with the continuations, so its hidden state predicts each first token.
         conts = [[prompt_ids[-1]] + list(c) for c in completions]
-        logits, mask = prefix_expand_forward(model, prompt_ids[:-1] or prompt_ids[:1], conts, pad_id, head="lm") \
-            if len(prompt_ids) > 1 else _full_logits(model, conts, pad_id)
+        if len(prompt_ids) > 1:
+            hidden, _ = prefix_expand_forward(model, prompt_ids[:-1], conts, pad_id)
+        else:
+            hidden, _, _ = _backbone_hidden(model, conts, pad_id)
         targets, tmask = _right_pad(conts, pad_id, dev)
-        lp = token_logps(logits[:, :-1], targets[:, 1:])
+        lp = chunked_token_logps(hidden[:, :-1], head, targets[:, 1:])
         return (lp * tmask[:, 1:]).sum(-1), lens
-    seqs = [list(prompt_ids) + list(c) for c in completions]
-    ids, mask = _right_pad(seqs, pad_id, dev)
     P = len(prompt_ids)
-    # logits only from the last prompt position on: [N, T - P + 1, vocab], never [N, T, vocab]
-    logits = unwrap(model)(ids, attention_mask=mask, logits_to_keep=ids.shape[1] - P + 1).logits
-    lp = token_logps(logits[:, :-1], ids[:, P:])
+    hidden, ids, mask = _backbone_hidden(model, [list(prompt_ids) + list(c) for c in completions], pad_id)
+    lp = chunked_token_logps(hidden[:, P - 1:-1], head, ids[:, P:])  # from the last prompt position on
     return (lp * mask[:, P:]).sum(-1), lens
 
 
@@ -201,7 +187,7 @@ def scalar_scores(model, prompt_ids: Sequence[int], responses: Sequence[Sequence
                              "it. Give the tokenizer a pad token that no response ends with (SmolLM2's GGUF "
                              "tokenizer pads with <|im_end|>, which ends every chat turn).")
     if shared_prefix:
-        hidden, mask = prefix_expand_forward(model, prompt_ids, responses, pad_id, head="hidden")
+        hidden, mask = prefix_expand_forward(model, prompt_ids, responses, pad_id)
         last = mask.sum(-1) - 1
         h = hidden[torch.arange(len(responses), device=hidden.device), last]
         return unwrap(model).score(h).squeeze(-1).float()

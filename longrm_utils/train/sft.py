@@ -29,6 +29,7 @@ from .. import models
 from ..constants import STAGE1_TABLE4
 from ..io import write_json, write_jsonl
 from ..runtime import pick_device, progress_enabled, quiet, seed_everything
+from . import longctx
 from .tracking import DEFAULT_REPORT_TO, beside, integrations, trainer_logging
 
 METHODS = ("full", "lora", "qlora")
@@ -66,6 +67,10 @@ class SFTRun:
     """Longest prompt+judgement in tokens. Longer examples are skipped and counted, never truncated."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about 30% more time."""
+    offload_checkpoints: bool = False
+    """With checkpointing, keep each layer's saved input in pinned host RAM (GPU only; :mod:`.longctx`)."""
+    mlp_tile_tokens: int = 0
+    """Run each decoder MLP over token tiles of this many positions (0: off). Needs ``lora_dropout=0``."""
     packing: str = "auto"
     """``auto`` (on with FlashAttention-2 only), ``on`` or ``off``. Packing with sdpa would let
     packed examples attend to each other, so ``on`` without FlashAttention-2 is refused."""
@@ -220,6 +225,7 @@ def load_for_training(cfg: SFTRun, device: str = "auto") -> models.Loaded:
     if cfg.method in ("lora", "qlora"):
         loaded = models.add_lora(loaded, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout,
                                  gradient_checkpointing=cfg.gradient_checkpointing)
+    longctx.tile_mlp(loaded.model, cfg.mlp_tile_tokens)
     loaded.model.train()
     return loaded
 
@@ -261,6 +267,8 @@ def sft_config(cfg: SFTRun, out_dir: Path, device: str, packing: bool):
         bf16=bool(bf16),
         use_cpu=device == "cpu",
         activation_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False,
+                                         "offload": cfg.offload_checkpoints and device.startswith("cuda")},
         max_length=cfg.max_length,
         packing=packing,
         padding_free=packing,
