@@ -11,7 +11,7 @@ short warm-up):
   carry the full prompt (a batch of two sequences).
 
 Fairness: the same tiny-rm weights, sdpa attention, fp32, no gradient checkpointing (the shared
-prefix needs the prompt's KV cache, which checkpointed layers drop), one pair per step. A pair is a
+prefix is compared without checkpointing, as trl runs it), one pair per step. A pair is a
 prompt of ``L - R`` tokens plus two responses of ``R`` tokens, so L is the length of one full
 sequence. tokens/s counts the pair's distinct tokens (``L + R``) for both RM steps.
 

@@ -22,7 +22,7 @@ COMMANDS = {
     "analyze": ("longrm_utils.analysis:cli", "failure analysis of one or more predictions.jsonl files"),
     "train": ("longrm_utils.train:cli", "stage I SFT or stage II alignment"),
     "import-official": ("longrm_utils.train.official:cli", "import the official LongRM SFT or SimPO data (all splits) into JSONL"),
-    "plan": ("longrm_utils.train.memory:cli", "predict peak training memory and the longest trainable context"),
+    "plan": ("longrm_utils.train.plan:cli", "predict peak training memory and the longest trainable context"),
     "export": ("longrm_utils.rm:export_cli", "merge LoRA weights and write a model card"),
     "report": ("longrm_utils.report:cli", "render a run directory into docs/results/"),
 }

@@ -1,8 +1,10 @@
 """The memory planner: its arithmetic, its CLI, and its predictions against measured CPU peaks."""
 import json
 import sys
+from dataclasses import replace
 
 import pytest
+import yaml
 
 from longrm_utils import models
 from longrm_utils.judge.vllm import vllm_args
@@ -98,7 +100,7 @@ def test_cli_json(capsys):
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["config"]["seq_len"] == 8192 and out["max_context"] > 0
-    assert set(out["predicted_gib"]) == {*M.Breakdown.TERMS, "total"}
+    assert set(out["predicted_gib"]) == {*M.Breakdown.TERMS, "total", "host_ram"}
     with pytest.raises(SystemExit):
         main(["plan", "--params-b", "1.0", "--layers", "4"])  # missing numbers are named
 
@@ -125,3 +127,45 @@ def test_vllm_args_turn_on_yarn_beyond_the_native_window():
     assert "hf_overrides" not in vllm_args("llama-3.1-8b-instruct", max_context=120000)  # natively 128k
     with pytest.raises(ValueError, match="exceeds"):
         vllm_args("qwen3-8b", max_context=262144)
+
+
+def test_plan_profile_reads_the_shipped_configuration(capsys, tmp_path, monkeypatch):
+    """`plan --profile` plans the three training steps from the profile's own parameters: changing a
+    parameter the notebooks read changes the plan."""
+    from longrm_utils.__main__ import main
+    from longrm_utils.train import plan as PL
+
+    assert main(["plan", "--profile", "gpu-qlora-24gb", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"sft", "align", "scalar"} <= set(out) and out["gpu_mem_gib"] == 24
+    assert all(isinstance(out[k], int) and out[k] > 0 for k in ("sft", "align", "scalar"))
+    hw, plans = PL.profile_plans("gpu-qlora-24gb")
+    raw = yaml.safe_load((PL.PROFILE_DIR / "gpu-qlora-24gb.yaml").read_text())
+    assert plans["sft"][2] == raw["04_stage1_long_sft"]["long_run"]["max_length"]
+    assert plans["align"][1].responses == 1 + raw["05_stage2_align_generative_rm"]["V"]
+    assert plans["align"][1].shared_prefix == raw["05_stage2_align_generative_rm"]["shared_prefix"]
+    # the same profile with offloaded, checkpointed, tiled Stage I trains longer
+    raw["04_stage1_long_sft"]["long_run"].update(gradient_checkpointing=True, offload_checkpoints=True,
+                                                 mlp_tile_tokens=4096, lora_dropout=0.0)
+    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setattr(PL, "PROFILE_DIR", tmp_path)
+    tuned = PL.profile_limits("tuned")
+    assert tuned["sft"] > out["sft"] and tuned["shipped"]["sft"]["host_ram_gib"] > 0
+    with pytest.raises(SystemExit, match="no profile"):
+        PL.profile_limits("nope")
+
+
+def test_each_technique_lowers_the_predicted_peak():
+    s = M.ModelShape.from_preset("qwen3-8b")
+    base = M.PlanConfig(method="qlora", seq_len=32768, grad_ckpt=True, loss_tokens=512, lora_dropout=0.0)
+    off = M.predict(s, replace(base, offload=True))
+    tiled = M.predict(s, replace(base, mlp_tile_tokens=4096))
+    plain = M.predict(s, base)
+    assert off.total < plain.total and off.host > 0 and plain.host == 0
+    assert tiled.total < plain.total
+    align = replace(base, responses=3, response_tokens=512)
+    assert M.predict(s, align).total < M.predict(s, replace(align, shared_prefix=False)).total
+    chunked = M.predict(s, replace(align, loss_chunk=512, loss_tokens=None)).total
+    assert chunked <= M.predict(s, replace(align, loss_tokens=None)).total
+    with pytest.raises(ValueError, match="offload needs grad_ckpt"):
+        M.PlanConfig(grad_ckpt=False, offload=True)

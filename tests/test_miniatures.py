@@ -117,7 +117,10 @@ def test_alignment_logits_cover_the_judgements_only(shared_prefix):
         lp, _ = completion_logps(loaded.model, prompt, comps, loaded.tokenizer.pad_token_id,
                                  shared_prefix=shared_prefix)
     handle.remove()
-    assert max(s[1] for s in shapes) <= max(map(len, comps)) + 1, shapes
+    # the head sees flattened [positions, vocab] chunks: only the judgements' positions (padded to the
+    # longest), never the prompt's
+    assert all(len(s) == 2 for s in shapes), shapes
+    assert sum(s[0] for s in shapes) <= len(comps) * (max(map(len, comps)) + 1), shapes
     with torch.no_grad():  # the same numbers as the full-logits reference
         ref = []
         for c in comps:

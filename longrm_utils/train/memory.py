@@ -41,24 +41,25 @@ Sharding divides the per-GPU share: ZeRO-2 shards grads and optimizer states, Ze
 (``fsdp``) shards weights too. Context parallelism (``cp_size``, accelerate's ring attention, or
 DeepSpeed-Ulysses ``sp_size``) divides activations and logits by the group size.
 
-What this does *not* model: allocator caching beyond the fixed overhead, CPU offload, fused or
-chunked cross-entropy kernels (use ``loss_tokens`` to model logits computed only on the response),
-tensor parallelism, and the activations of packed multi-sequence batches beyond their token count.
+The long-context techniques of :mod:`.longctx` are terms too: ``offload`` moves the checkpointed
+inputs to host RAM (reported as ``host``, not in the total), ``mlp_tile_tokens`` bounds the MLP's
+share of the layer working set to one tile, ``loss_chunk`` bounds the logits, and ``responses`` with
+``shared_prefix`` plans a Stage II item (the prompt once, its K/V and their gradients kept, then
+1 + V responses). ``plan --profile`` (:mod:`.plan`) reads a profile into these fields.
+
+What this does *not* model: allocator caching beyond the fixed overhead, the offload copies'
+traffic, tensor parallelism, and the activations of packed multi-sequence batches beyond their token
+count. ``benchmarks/planner_validation.py`` measures the shipped steps at real width on CPU.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..cli import ArgumentParser, add_flag
 from ..io import read_json
 from ..models import REGISTRY
-from .options import field_docs
 
 GiB = 2**30
 METHODS = ("full", "lora", "qlora")
@@ -191,6 +192,21 @@ class PlanConfig:
     """Context/sequence-parallel group size: activations and logits are split across it."""
     overhead_gib: float = 1.5
     """CUDA context + allocator slack; use 0 to compare with a measured step increment on CPU."""
+    autocast: bool = False
+    """The step runs under bf16/fp16 autocast (trl's SFTTrainer with ``bf16=True``); the Stage II loop does not."""
+    offload: bool = False
+    """Checkpointed layer inputs wait in pinned host RAM (needs ``grad_ckpt``; GPU only)."""
+    mlp_tile_tokens: int = 0
+    """The MLP runs over token tiles of this size (0: off; :func:`.longctx.tile_mlp`)."""
+    loss_chunk: int = 0
+    """Positions whose vocabulary logits exist at once (0: all ``loss_tokens`` together). trl's fused
+    head of Stage I takes 32,768; Stage II's :func:`.longctx.chunked_token_logps` takes 512."""
+    responses: int = 1
+    """Sequences per item that share one prompt: 1 for SFT, 1 + V for Stage II."""
+    response_tokens: int = 512
+    """Tokens of each response (the rest of ``seq_len`` is the prompt) when ``responses > 1``."""
+    shared_prefix: bool = True
+    """With ``responses > 1``: the prompt is encoded once and its KV cache kept for the responses."""
 
     def __post_init__(self):
         checks = [("method", self.method, METHODS), ("attn", self.attn, ATTNS), ("dtype", self.dtype, tuple(DTYPE_BYTES)),
@@ -198,9 +214,11 @@ class PlanConfig:
         for name, val, ok in checks:
             if val not in ok:
                 raise ValueError(f"PlanConfig.{name}={val!r}: use one of {', '.join(ok)}")
-        for name in ("seq_len", "batch", "n_gpus", "cp_size", "lora_r"):
+        for name in ("seq_len", "batch", "n_gpus", "cp_size", "lora_r", "responses", "response_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"PlanConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.offload and not self.grad_ckpt:
+            raise ValueError("PlanConfig.offload needs grad_ckpt: only checkpointed layer inputs are offloaded")
         if self.cp_size > self.n_gpus:
             raise ValueError(f"PlanConfig.cp_size={self.cp_size} exceeds n_gpus={self.n_gpus}")
 
@@ -216,6 +234,8 @@ class Breakdown:
     logits: float
     overhead: float
     notes: list[str] = field(default_factory=list)
+    host: float = 0.0
+    """Host RAM the step holds (offloaded checkpoints), bytes; not part of ``total``."""
 
     TERMS = ("weights", "grads", "optimizer", "activations", "logits", "overhead")
 
@@ -226,6 +246,7 @@ class Breakdown:
     def gib(self) -> dict[str, float]:
         out = {t: round(getattr(self, t) / GiB, 3) for t in self.TERMS}
         out["total"] = round(self.total / GiB, 3)
+        out["host_ram"] = round(self.host / GiB, 3)
         return out
 
     def table(self) -> str:
@@ -233,18 +254,71 @@ class Breakdown:
         return "\n".join(["| term | GiB |", "|---|---|", *rows])
 
 
-def activation_bytes_per_token_layer(shape: ModelShape, cfg: PlanConfig) -> float:
-    """Bytes autograd saves per token per decoder layer without checkpointing (see the module doc)."""
+def lora_copy_bytes(cfg: PlanConfig) -> int:
+    """Bytes per input element of the copy each LoRA layer saves: peft keeps adapters in fp32 and casts
+    a 16-bit input to fp32 before them (a 4-byte copy per adapter). Under autocast the adapter's
+    matmul saves a 16-bit cast instead; an fp32 step needs no copy."""
     E = DTYPE_BYTES[cfg.dtype]
-    h, q, kv, i = shape.hidden, shape.q_width, shape.kv_width, shape.intermediate
-    b = 24 * h + E * (3 * q + 2 * kv) + E * 4 * i + 4 * shape.heads  # + fp32 logsumexp per head
-    if cfg.method in ("lora", "qlora") and cfg.lora_dropout > 0:
-        b += (E + 1) * (5 * h + q + i)
-    return float(b)
+    if E == 4:
+        return 0
+    return E if cfg.autocast else 4
+
+
+def _adapter_bytes(cfg: PlanConfig) -> float:
+    """Bytes per input element each LoRA layer adds: dropout's copy and mask, and peft's cast copy."""
+    if cfg.method not in ("lora", "qlora"):
+        return 0.0
+    return (DTYPE_BYTES[cfg.dtype] + 1 if cfg.lora_dropout > 0 else 0) + lora_copy_bytes(cfg)
+
+
+def attention_bytes_per_token_layer(shape: ModelShape, cfg: PlanConfig) -> float:
+    """Bytes autograd saves per token in one layer outside the MLP: norms, q/k/v/o and their adapters."""
+    E = DTYPE_BYTES[cfg.dtype]
+    h, q, kv = shape.hidden, shape.q_width, shape.kv_width
+    b = 24 * h + E * (3 * q + 2 * kv) + 4 * shape.heads  # + fp32 logsumexp per head
+    return float(b + _adapter_bytes(cfg) * (3 * h + q))  # adapter inputs: q, k, v | o
+
+
+def mlp_bytes_per_token_layer(shape: ModelShape, cfg: PlanConfig) -> float:
+    """SwiGLU's saved tensors per token (gate, silu(gate), up, their product) and its adapters' inputs."""
+    return float(DTYPE_BYTES[cfg.dtype] * 4 * shape.intermediate
+                 + _adapter_bytes(cfg) * (2 * shape.hidden + shape.intermediate))  # gate, up | down
+
+
+def activation_bytes_per_token_layer(shape: ModelShape, cfg: PlanConfig) -> float:
+    """Bytes autograd saves per token per decoder layer without checkpointing or tiling."""
+    return attention_bytes_per_token_layer(shape, cfg) + mlp_bytes_per_token_layer(shape, cfg)
 
 
 def eager_bytes_per_layer(shape: ModelShape, cfg: PlanConfig, seq: int) -> float:
     return float(shape.heads * seq * seq * DTYPE_BYTES[cfg.dtype]) if cfg.attn == "eager" else 0.0
+
+
+def phases(cfg: PlanConfig) -> tuple[list[float], float, float]:
+    """``(tokens of each forward pass, tokens encoded in all, prompt tokens whose KV cache is shared)``
+    for one item on this GPU: one sequence, or a prompt with ``responses`` continuations."""
+    cp = cfg.cp_size
+    if cfg.responses == 1:
+        n = cfg.batch * cfg.seq_len / cp
+        return [n], n, 0.0
+    J = min(cfg.response_tokens, cfg.seq_len - 1)
+    if not cfg.shared_prefix:
+        n = cfg.batch * cfg.responses * cfg.seq_len / cp
+        return [n], n, 0.0
+    P = cfg.batch * (cfg.seq_len - J) / cp
+    S = cfg.batch * cfg.responses * J / cp
+    return [P, S], P + S, P
+
+
+def layer_working(shape: ModelShape, cfg: PlanConfig, n: float) -> float:
+    """One layer's backward working set over ``n`` tokens: what it saves again when replayed
+    (checkpointing) plus the gradients in flight (``E*I`` per token, calibrated on the tiny model).
+    A tiled MLP holds one tile's worth of both."""
+    E = DTYPE_BYTES[cfg.dtype]
+    mlp_tokens = min(n, cfg.mlp_tile_tokens) if cfg.mlp_tile_tokens else n
+    return (n * attention_bytes_per_token_layer(shape, cfg)
+            + mlp_tokens * (mlp_bytes_per_token_layer(shape, cfg) + E * shape.intermediate)
+            + (n * E * shape.hidden if cfg.mlp_tile_tokens else 0.0))  # the tiled MLP's saved input
 
 
 def predict(shape: ModelShape, cfg: PlanConfig) -> Breakdown:
@@ -275,25 +349,41 @@ def predict(shape: ModelShape, cfg: PlanConfig) -> Breakdown:
         weights /= cfg.n_gpus
         notes.append(f"{cfg.sharding}: one layer's full weights are gathered at a time (not counted)")
 
-    seq = cfg.seq_len / cfg.cp_size  # tokens this GPU holds
-    tokens = cfg.batch * seq
-    per_tl = activation_bytes_per_token_layer(shape, cfg)
+    passes, tokens, prompt = phases(cfg)
+    L = shape.layers
     eager = cfg.batch * eager_bytes_per_layer(shape, cfg, cfg.seq_len)
-    if cfg.grad_ckpt:  # each layer's input stays; one layer at a time is recomputed in backward
-        stored = tokens * shape.layers * E * shape.hidden
-        working = tokens * per_tl + 3 * eager
+    host = 0.0
+    if cfg.grad_ckpt:  # each layer's input stays (on the host when offloaded); one layer is replayed at a time
+        inputs = tokens * L * E * shape.hidden
+        stored, host = (0.0, inputs) if cfg.offload else (inputs, 0.0)
+        # the shared prompt's K and V are live tensors, not checkpointed, and their gradients
+        # gather during the responses' backward before the prompt's layers are replayed
+        stored += 2 * prompt * L * 2 * shape.kv_width * E
+        working = max(layer_working(shape, cfg, n) for n in passes) + 3 * eager
+        if cfg.offload:
+            working += max(passes) * E * shape.hidden * 2  # one layer's input being copied in and out
+            notes.append(f"offload: {host / GiB:,.2f} GiB of checkpointed inputs in pinned host RAM; the copies' "
+                         "traffic and stream overlap exist only on a GPU and are not modelled")
     else:
-        stored = tokens * shape.layers * per_tl + eager * shape.layers
-        working = 2 * eager  # the probabilities' gradient and the softmax backward's output
-    stored += tokens * 12 * shape.hidden  # the final norm
-    working += tokens * E * shape.intermediate  # gradients in flight in one layer (calibrated, see tests)
+        per_tl = (attention_bytes_per_token_layer(shape, cfg)
+                  + (E * shape.hidden if cfg.mlp_tile_tokens else mlp_bytes_per_token_layer(shape, cfg)))
+        stored = tokens * L * per_tl + eager * L
+        n = max(passes)
+        mt = min(n, cfg.mlp_tile_tokens) if cfg.mlp_tile_tokens else n
+        # gradients in flight, and a tiled MLP's replayed tile
+        working = 2 * eager + mt * E * shape.intermediate + (mt * 4 * E * shape.intermediate if cfg.mlp_tile_tokens else 0)
+    last = passes[-1]  # the final norm's output feeds the head only for the last pass
+    stored += last * 12 * shape.hidden
     if cfg.attn == "eager" and cfg.cp_size > 1:
         notes.append("eager attention cannot be context-parallel; the seq² term assumes the full sequence")
     if cfg.kind == "generative":
-        lt = min(cfg.loss_tokens if cfg.loss_tokens is not None else cfg.seq_len, cfg.seq_len) / cfg.cp_size
-        loss_peak = cfg.batch * lt * shape.vocab * (E + 12)
+        positions = cfg.loss_tokens if cfg.loss_tokens is not None else last
+        positions = min(positions, last)
+        if cfg.loss_chunk:
+            positions = min(positions, cfg.loss_chunk)
+        loss_peak = cfg.batch * positions * shape.vocab * (E + 12)
     else:
-        loss_peak = tokens * 4 * 4
+        loss_peak = last * 4 * 4
     # The loss peak (start of backward) and the layer-backward peak do not coincide: the total is
     # stored + max(loss_peak, working). 'activations' reports stored + working, 'logits' the excess.
     acts = stored + working
@@ -302,7 +392,7 @@ def predict(shape: ModelShape, cfg: PlanConfig) -> Breakdown:
         notes.append(f"logits at the loss peak: {loss_peak / GiB:,.2f} GiB (listed: only what exceeds the "
                      f"layer-backward working set)")
     overhead = cfg.overhead_gib * GiB
-    return Breakdown(weights, grads, optimizer, acts, logits, overhead, notes)
+    return Breakdown(weights, grads, optimizer, acts, logits, overhead, notes, host)
 
 
 def max_context(shape: ModelShape, cfg: PlanConfig, gpu_mem_gib: float, *, usable: float = 0.9,
@@ -370,73 +460,3 @@ def plot_curves(lengths, plans: dict | None = None, path: str | os.PathLike | No
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
     return fig
-
-
-# --- the `plan` CLI ------------------------------------------------------------------------------------
-
-def _shape_from_args(a) -> ModelShape:
-    if a.config:
-        return ModelShape.from_config(a.config)
-    if a.params_b:
-        missing = [k for k in ("layers", "hidden", "kv_heads", "head_dim", "vocab", "intermediate") if getattr(a, k) is None]
-        if missing:
-            raise SystemExit(f"plan: with --params-b also give {', '.join('--' + m.replace('_', '-') for m in missing)}")
-        return ModelShape.from_numbers(params_b=a.params_b, layers=a.layers, hidden=a.hidden, kv_heads=a.kv_heads,
-                                       head_dim=a.head_dim, vocab=a.vocab, intermediate=a.intermediate, tied=a.tied)
-    return ModelShape.from_preset(a.model, intermediate=a.intermediate)
-
-
-def cli(argv: list[str] | None = None) -> int:
-    p = ArgumentParser(
-        prog="longrm_utils plan",
-        description="Predict peak training memory per GPU and the longest context that fits. "
-                    "Example: python -m longrm_utils plan --model qwen3-8b --method qlora --seq-len 32768 --gpu-mem 24")
-    p.add_argument("--model", default="qwen3-8b", help="registry preset (models.REGISTRY)")
-    p.add_argument("--config", default=None, help="a model folder or config.json instead of a preset")
-    for k, t in (("params-b", float), ("layers", int), ("hidden", int), ("kv-heads", int), ("head-dim", int),
-                 ("vocab", int), ("intermediate", int)):
-        p.add_argument(f"--{k}", type=t, default=None, help="explicit model numbers (with --params-b)")
-    add_flag(p, "tied", default=False, help="explicit model: tied input/output embeddings")
-    docs = field_docs(PlanConfig)
-    for f in fields(PlanConfig):
-        flag = "--" + f.name.replace("_", "-")
-        doc = docs.get(f.name, "")
-        if f.type in ("bool",):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default,
-                           help=f"{doc} (default {f.default})")
-        elif f.name == "loss_tokens":
-            p.add_argument(flag, type=int, default=None, help=doc)
-        else:
-            typ = {"int": int, "float": float}.get(str(f.type), str)
-            p.add_argument(flag, type=typ, default=f.default, help=f"{doc} (default {f.default})")
-    p.add_argument("--gpu-mem", type=float, default=None, help="GiB per GPU: also report the longest context that fits")
-    p.add_argument("--usable", type=float, default=0.9, help="share of the card the plan may use (default 0.9)")
-    add_flag(p, "json", default=False, help="print JSON")
-    a = p.parse_args(argv)
-    shape = _shape_from_args(a)
-    try:
-        cfg = PlanConfig(**{f.name: getattr(a, f.name) for f in fields(PlanConfig)})
-    except ValueError as e:
-        raise SystemExit(f"plan: {e}")
-    b = predict(shape, cfg)
-    out: dict[str, Any] = {"model": shape.name, "config": asdict(cfg), "predicted_gib": b.gib(), "notes": b.notes}
-    if a.gpu_mem:
-        out["gpu_mem_gib"] = a.gpu_mem
-        out["fits"] = b.total <= a.gpu_mem * GiB * a.usable
-        out["max_context"] = max_context(shape, cfg, a.gpu_mem, usable=a.usable)
-    if a.json:
-        print(json.dumps(out, indent=2))
-        return 0
-    print(f"{shape.name}: {cfg.method}, {cfg.seq_len:,} tokens x {cfg.batch}, ckpt={cfg.grad_ckpt}, attn={cfg.attn}, "
-          f"{cfg.dtype}, {cfg.n_gpus} GPU(s) sharding={cfg.sharding} cp={cfg.cp_size}")
-    print(b.table())
-    for n in b.notes:
-        print(f"note: {n}")
-    if a.gpu_mem:
-        verdict = "fits" if out["fits"] else "does NOT fit"
-        print(f"{verdict} in {a.usable:.0%} of {a.gpu_mem:g} GiB; longest context that fits: {out['max_context']:,} tokens")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

@@ -18,6 +18,7 @@ from typing import Any
 from .. import models
 from ..constants import REPO_ROOT
 from ..runtime import quiet, seed_everything, set_threads
+from .longctx import LOSS_CHUNK
 from .memory import METHODS, Breakdown, ModelShape, PlanConfig, predict
 
 MEASURE_METHOD = (
@@ -168,3 +169,16 @@ def validate(model: str = "tiny", lengths=(1024, 2048, 4096, 8192), *, shape: Mo
         pred = step_increment(predict(shape, plan_config_for(m)))
         rows.append({**m, "predicted_bytes": pred, "ratio": pred / m["measured_bytes"]})
     return rows
+
+
+# --- the training paths as shipped, at real width (benchmarks/planner_validation.py measures them) ---
+
+def technique_plan(m: dict) -> PlanConfig:
+    """The PlanConfig of one row of ``benchmarks/planner_validation.py`` (a shipped step at real
+    width: ``sft``, ``align`` or ``scalar``, LoRA, no GPU overhead)."""
+    return PlanConfig(method="lora", seq_len=m["tokens"], grad_ckpt=m["grad_ckpt"], attn="sdpa",
+                      dtype={"bfloat16": "bf16", "float32": "fp32"}[m["dtype"]],
+                      kind="scalar" if m["step"] == "scalar" else "generative", loss_tokens=m["response_tokens"],
+                      loss_chunk=32768 if m["step"] == "sft" else LOSS_CHUNK, lora_r=m["lora_r"], lora_dropout=0.0,
+                      overhead_gib=0.0, mlp_tile_tokens=m["mlp_tile_tokens"], responses=m["responses"],
+                      response_tokens=m["response_tokens"], shared_prefix=m["shared_prefix"])
