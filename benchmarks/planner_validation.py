@@ -15,6 +15,7 @@ The steps are the code the profiles run:
 * ``scalar``: a prompt and 4 responses (Best-of-4) through ``train.losses.scalar_scores`` and
   Bradley-Terry.
 
+The last two rows load the base in 4-bit (QLoRA, bitsandbytes' CPU backend) as the GPU profiles do.
 Techniques: ``grad_ckpt`` (``train.longctx.enable_checkpointing``), ``tiled_mlp`` (tiles of 1,024
 tokens), ``shared_prefix`` (the prompt's KV cache under checkpointing), ``chunked_loss`` (always on:
 both paths compute their loss that way). Per-layer terms extrapolate by the layer count; the
@@ -24,6 +25,7 @@ saving is a GPU-only term (see ``GPU_ONLY``).
 
     python benchmarks/planner_validation.py --out benchmarks/results     # all rows, about 15 minutes
     python benchmarks/planner_validation.py --rows 0,1                   # a subset, printed only
+    python benchmarks/planner_validation.py --repredict benchmarks/results/planner_validation.json
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ from longrm_utils.train.memory_measure import StepPeak, run_isolated, step_incre
 RESPONSES = {"sft": 1, "align": 3, "scalar": 4}
 FAMILY = {"sft": "qwen3", "align": "qwen3", "scalar": "llama3.1"}
 ALL = ("grad_ckpt", "tiled_mlp", "shared_prefix")
-ROWS = [  # (step, techniques, tokens, width) -- width "real" or "mini" (vocabulary checks)
+ROWS = [  # (step, techniques, tokens, width[, method]) -- width "real" or "mini" (vocabulary checks)
     ("sft", (), 1024, "real"),
     ("sft", ("grad_ckpt",), 1024, "real"),
     ("sft", ("grad_ckpt",), 2048, "real"),
@@ -62,6 +64,10 @@ ROWS = [  # (step, techniques, tokens, width) -- width "real" or "mini" (vocabul
     ("scalar", ALL, 2048, "real"),
     ("sft", ("grad_ckpt",), 1024, "mini"),
     ("align", ALL, 1024, "mini"),
+    ("sft", ("grad_ckpt",), 2048, "mini"),
+    ("align", ALL, 2048, "mini"),
+    ("sft", ("grad_ckpt", "tiled_mlp"), 2048, "real", "qlora"),
+    ("align", ALL, 2048, "real", "qlora"),
 ]
 GPU_ONLY = [
     "offload: the checkpointed inputs' device memory (layers x tokens x hidden x 2 bytes) moves to pinned host "
@@ -86,9 +92,18 @@ def child(spec: dict) -> dict:
     cfg = arch_config(spec["family"], vocab_size=spec["vocab"], pad_token_id=0, eos_token_id=1, scalar=scalar,
                       full_size=spec["width"] == "real")
     cfg.num_hidden_layers = spec["layers"]
+    if getattr(cfg, "layer_types", None):
+        cfg.layer_types = cfg.layer_types[:spec["layers"]]
     cfg._attn_implementation = "sdpa"
     cls = AutoModelForSequenceClassification if scalar else AutoModelForCausalLM
     model = cls.from_config(cfg, dtype=torch.bfloat16)
+    if spec["method"] == "qlora":  # the 4-bit base, loaded as the profiles load it (bitsandbytes' CPU backend)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            model = cls.from_pretrained(tmp, dtype=torch.bfloat16, attn_implementation="sdpa",
+                                        quantization_config=models.quant_config("4bit", "cpu", torch.bfloat16))
     if spec["step"] == "sft":
         from trl.trainer.utils import add_fused_lm_head
 
@@ -126,22 +141,41 @@ def child(spec: dict) -> dict:
     return {"measured_bytes": m.bytes, "step_s": m.seconds}
 
 
-def measure(step: str, techniques: tuple[str, ...], tokens: int, width: str, threads: int = 1) -> dict:
+def predicted_mib(spec: dict) -> float:
+    """The planner's step increment (MiB) for one row's configuration."""
+    cfg = arch_config(spec["family"], vocab_size=spec["vocab"], scalar=spec["step"] == "scalar",
+                      full_size=spec["width"] == "real")
+    cfg.num_hidden_layers = spec["layers"]
+    shape = ModelShape.from_config(cfg, name=f"{spec['family']}-{spec['width']}")
+    return step_increment(predict(shape, technique_plan(spec))) / 2**20
+
+
+def repredict(path: Path) -> None:
+    """Recompute every row's prediction with the current planner (the measurements stay)."""
+    doc = json.loads(path.read_text())
+    for r in doc["rows"]:
+        r["predicted_mib"] = round(predicted_mib(r["spec"]), 1)
+        r["ratio"] = round(r["predicted_mib"] / r["measured_mib"], 3)
+        print(f"{r['step']:6s} {'+'.join(r['techniques']):48s} {r['tokens']:5d} measured {r['measured_mib']:8.1f} "
+              f"predicted {r['predicted_mib']:8.1f} ratio {r['ratio']:.3f}")
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def measure(step: str, techniques: tuple[str, ...], tokens: int, width: str, method: str = "lora",
+            threads: int = 1) -> dict:
     family = FAMILY[step]
     vocab = 4096 if width == "real" else 151936
     spec = dict(family=family, step=step, tokens=tokens, width=width, layers=1, vocab=vocab, lora_r=64,
                 grad_ckpt="grad_ckpt" in techniques, shared_prefix="shared_prefix" in techniques,
                 mlp_tile_tokens=1024 if "tiled_mlp" in techniques else 0, responses=RESPONSES[step],
-                response_tokens=256, dtype="bfloat16")
+                response_tokens=256, dtype="bfloat16", method=method)
     m = run_isolated(f"{Path(__file__).resolve()}:child", spec, threads=threads, timeout=1800)
+    pred = predicted_mib(spec) * 2**20
     cfg = arch_config(family, vocab_size=vocab, scalar=step == "scalar", full_size=width == "real")
-    cfg.num_hidden_layers = 1
-    shape = ModelShape.from_config(cfg, name=f"{family}-{width}")
-    pred = step_increment(predict(shape, technique_plan({**spec, **m})))
     return {"model": f"{'Qwen3-8B' if family == 'qwen3' else 'Llama-3.1-8B'} width, random init"
                      + ("" if width == "real" else f" (miniature width, vocab {vocab:,})"),
             "hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size, "layers": 1,
-            "vocab": vocab, "method": "lora", "step": step,
+            "vocab": vocab, "method": method, "step": step,
             "techniques": list(techniques) + ["chunked_loss"], "tokens": tokens, "responses": RESPONSES[step],
             "response_tokens": 256, "measured_mib": round(m["measured_bytes"] / 2**20, 1),
             "predicted_mib": round(pred / 2**20, 1), "ratio": round(pred / m["measured_bytes"], 3),
@@ -153,12 +187,16 @@ def main(argv=None) -> int:
     p.add_argument("--rows", default=None, help="comma-separated row indices (default: all)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="folder for planner_validation.json")
+    p.add_argument("--repredict", default=None, help="a planner_validation.json: recompute its predictions only")
     a = p.parse_args(argv)
+    if a.repredict:
+        repredict(Path(a.repredict))
+        return 0
     idx = [int(i) for i in a.rows.split(",")] if a.rows else list(range(len(ROWS)))
     rows = []
     for i in idx:
-        step, tech, n, width = ROWS[i]
-        r = measure(step, tech, n, width, a.threads)
+        step, tech, n, width, *method = ROWS[i]
+        r = measure(step, tech, n, width, *method, threads=a.threads)
         r["command"] = f"python benchmarks/planner_validation.py --rows {i}"
         rows.append(r)
         print(f"{i:2d} {step:6s} {'+'.join(tech) or 'plain':34s} {n:5d} {width:4s} measured {r['measured_mib']:8.1f} "

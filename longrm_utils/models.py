@@ -379,15 +379,29 @@ def rope_parameters(folder: str, spec: ModelSpec, max_context: int | None = None
 
     Beyond the native window (``max_context > spec.max_context``) the registry's scaling applies, with
     its one factor (for Qwen, YaRN 4.0 over 32,768: the model card's recipe for 131,072), merged into
-    the checkpoint's own parameters so that ``rope_theta`` is kept. Otherwise a saved course model
-    gets the parameters it was trained with (``longrm.json``), so an adapter reloads its base as trained.
+    the checkpoint's own parameters so that ``rope_theta`` is kept. A context past what that factor
+    covers doubles it until it does (YaRN 8.0 for 262,144). A saved course model gets the parameters
+    it was trained with (``longrm.json``) whenever they cover ``max_context``, so an adapter reloads
+    its base as trained.
     """
+    if saved and (not max_context or _rope_covers(saved, spec, max_context)):
+        return dict(saved)
     if max_context and max_context > spec.max_context and spec.rope_scaling:
         from transformers import AutoConfig
 
         own = dict(getattr(AutoConfig.from_pretrained(folder), "rope_parameters", None) or {})
-        return {**own, **spec.rope_scaling}
+        scaling = dict(spec.rope_scaling)
+        while not _rope_covers(scaling, spec, max_context):
+            scaling["factor"] = float(scaling["factor"]) * 2
+        return {**own, **scaling}
     return dict(saved) if saved else None
+
+
+def _rope_covers(rope: dict, spec: "ModelSpec", n: int) -> bool:
+    """Whether rope parameters reach ``n`` positions: native window, or scaling factor x original."""
+    if rope.get("rope_type", "default") == "default" or "factor" not in rope:
+        return n <= spec.max_context
+    return n <= float(rope["factor"]) * int(rope.get("original_max_position_embeddings") or spec.max_context)
 
 
 def load(name_or_path: str, *, kind: str | None = None, device: str = "auto", dtype: str | None = None,

@@ -23,7 +23,7 @@ SITE_PACKAGES = re.compile(r"(?:[~.]|/[^\s\"'<>]*)?/(?:lib/python[\d.]+/)?site-p
 def gpu_needs(stem: str) -> str:
     """What the GPU profiles say about a notebook: profile name and its hardware line."""
     out = []
-    for name in ("gpu-qlora-24gb", "gpu-full-80gb"):
+    for name in ("gpu-qlora-24gb", "gpu-qlora-80gb", "gpu-full-80gb"):
         p = PROFILE_DIR / f"{name}.yaml"
         if p.exists():
             hw = (yaml.safe_load(p.read_text()) or {}).get("hardware") or {}

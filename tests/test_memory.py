@@ -144,15 +144,30 @@ def test_plan_profile_reads_the_shipped_configuration(capsys, tmp_path, monkeypa
     assert plans["sft"][2] == raw["04_stage1_long_sft"]["long_run"]["max_length"]
     assert plans["align"][1].responses == 1 + raw["05_stage2_align_generative_rm"]["V"]
     assert plans["align"][1].shared_prefix == raw["05_stage2_align_generative_rm"]["shared_prefix"]
-    # the same profile with offloaded, checkpointed, tiled Stage I trains longer
-    raw["04_stage1_long_sft"]["long_run"].update(gradient_checkpointing=True, offload_checkpoints=True,
-                                                 mlp_tile_tokens=4096, lora_dropout=0.0)
-    (tmp_path / "tuned.yaml").write_text(yaml.safe_dump(raw))
+    # the same profile without offloading and tiling in Stage I trains shorter, and needs no host RAM
+    raw["04_stage1_long_sft"]["long_run"].update(offload_checkpoints=False, mlp_tile_tokens=0)
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.setattr(PL, "PROFILE_DIR", tmp_path)
-    tuned = PL.profile_limits("tuned")
-    assert tuned["sft"] > out["sft"] and tuned["shipped"]["sft"]["host_ram_gib"] > 0
+    plain = PL.profile_limits("plain")
+    assert plain["sft"] < out["sft"] and plain["shipped"]["sft"]["host_ram_gib"] == 0
+    assert out["shipped"]["sft"]["host_ram_gib"] > 0
     with pytest.raises(SystemExit, match="no profile"):
         PL.profile_limits("nope")
+
+
+@pytest.mark.parametrize("profile", ["gpu-qlora-24gb", "gpu-qlora-80gb"])
+def test_single_gpu_profiles_ship_lengths_their_plan_fits(profile):
+    """Every training step of a one-GPU profile runs at a length the planner says fits (on 24 GB, the
+    longest), and Stage I reaches its target: 64k on 24 GB, 256k on 80 GB."""
+    from longrm_utils.train import plan as PL
+
+    out = PL.profile_limits(profile)
+    for step in ("sft", "align", "scalar"):
+        shipped = out["shipped"][step]
+        assert shipped["fits"], (profile, step, shipped)
+        if profile.endswith("24gb"):
+            assert shipped["max_length"] == out[step], (step, out[step], shipped["max_length"])
+    assert out["sft"] >= (65536 if profile.endswith("24gb") else 262144)
 
 
 def test_each_technique_lowers_the_predicted_peak():

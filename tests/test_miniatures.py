@@ -74,8 +74,10 @@ def test_yarn_at_131072_keeps_rope_theta_and_one_factor():
     loaded = models.load("qwen3-8b@mini", max_context=131072)
     rope = loaded.model.config.rope_parameters
     assert rope["rope_type"] == "yarn" and rope["factor"] == 4.0 and rope["rope_theta"] == 1_000_000.0
-    for ctx in (40_000, 65_536):  # one factor, the model card's, whatever the requested context
+    for ctx in (40_000, 65_536):  # one factor, the model card's, whatever the requested context up to 131,072
         assert models.load("qwen3-8b@mini", max_context=ctx).model.config.rope_parameters["factor"] == 4.0
+    # past what 4.0 covers, the factor doubles (the 256k training of gpu-qlora-80gb)
+    assert models.load("qwen3-8b@mini", max_context=262_144).model.config.rope_parameters["factor"] == 8.0
     with torch.no_grad():  # a forward past the native window runs
         out = loaded.model(torch.randint(0, 100, (1, 8)), position_ids=torch.arange(40_000, 40_008)[None])
     assert torch.isfinite(out.logits).all()
@@ -88,6 +90,11 @@ def test_adapter_reloads_with_the_rope_it_was_trained_with(tmp_path):
     assert meta["rope_parameters"]["factor"] == 4.0 and meta["model_info"]["model_type"] == "qwen3"
     again = models.load(str(tmp_path / "m"))
     assert again.model.config.rope_parameters["rope_type"] == "yarn"
+    # a model trained with YaRN 8.0 is judged with it, also at shorter inputs
+    long = models.add_lora(models.load("qwen3-8b@mini", max_context=262_144, trainable=True), r=4)
+    models.save_model(long, tmp_path / "l", method="test")
+    for ctx in (None, 131_072):
+        assert models.load(str(tmp_path / "l"), max_context=ctx).model.config.rope_parameters["factor"] == 8.0
 
 
 def _lm_head_shapes(model):

@@ -89,6 +89,8 @@ class ModelShape:
     heads: int
     tied: bool = False
     """Input embedding and lm_head share one matrix."""
+    qk_norm: bool = False
+    """RMSNorm on every query and key head (Qwen3), which saves fp32 copies of q and k."""
 
     @property
     def q_width(self) -> int:
@@ -135,7 +137,8 @@ class ModelShape:
             per_layer = (params - emb) / s.layers
             intermediate = max(1, round((per_layer - attn - 2 * h) / (3 * h) / 128) * 128) if s.hidden >= 512 \
                 else max(1, round((per_layer - attn - 2 * h) / (3 * h)))
-        return cls(name, params, s.layers, s.hidden, s.kv_heads, s.head_dim, s.vocab, intermediate, heads, tied)
+        return cls(name, params, s.layers, s.hidden, s.kv_heads, s.head_dim, s.vocab, intermediate, heads, tied,
+                   qk_norm=name.startswith("qwen3"))
 
     @classmethod
     def from_config(cls, config: Any, name: str | None = None) -> "ModelShape":
@@ -152,7 +155,8 @@ class ModelShape:
         tied = bool(get("tie_word_embeddings", False))
         per_layer = h * heads * hd * 2 + 2 * h * kvh * hd + 3 * h * I + 2 * h
         params = V * h * (1 if tied else 2) + L * per_layer + h
-        return cls(name or get("_name_or_path", "config") or "config", float(params), L, h, kvh, hd, V, I, heads, tied)
+        return cls(name or get("_name_or_path", "config") or "config", float(params), L, h, kvh, hd, V, I, heads, tied,
+                   qk_norm=get("model_type") == "qwen3")
 
     @classmethod
     def from_numbers(cls, *, params_b: float, layers: int, hidden: int, kv_heads: int, head_dim: int, vocab: int,
@@ -207,6 +211,9 @@ class PlanConfig:
     """Tokens of each response (the rest of ``seq_len`` is the prompt) when ``responses > 1``."""
     shared_prefix: bool = True
     """With ``responses > 1``: the prompt is encoded once and its KV cache kept for the responses."""
+    fused_head: bool = False
+    """The loss runs through trl's fused LM head (Stage I): ``E + 4`` bytes per logit at its peak
+    (measured), against ``E + 12`` for logits, log-softmax and their gradients."""
 
     def __post_init__(self):
         checks = [("method", self.method, METHODS), ("attn", self.attn, ATTNS), ("dtype", self.dtype, tuple(DTYPE_BYTES)),
@@ -264,25 +271,59 @@ def lora_copy_bytes(cfg: PlanConfig) -> int:
     return E if cfg.autocast else 4
 
 
-def _adapter_bytes(cfg: PlanConfig) -> float:
-    """Bytes per input element each LoRA layer adds: dropout's copy and mask, and peft's cast copy."""
-    if cfg.method not in ("lora", "qlora"):
-        return 0.0
-    return (DTYPE_BYTES[cfg.dtype] + 1 if cfg.lora_dropout > 0 else 0) + lora_copy_bytes(cfg)
+def _dropout_bytes(cfg: PlanConfig) -> float:
+    return DTYPE_BYTES[cfg.dtype] + 1.0 if cfg.method != "full" and cfg.lora_dropout > 0 else 0.0
 
 
 def attention_bytes_per_token_layer(shape: ModelShape, cfg: PlanConfig) -> float:
-    """Bytes autograd saves per token in one layer outside the MLP: norms, q/k/v/o and their adapters."""
+    """Bytes autograd saves per token in one layer outside the MLP.
+
+    ``full`` (calibrated on the tiny model in fp32): two RMSNorms with trainable weights (fp32 input,
+    normalised fp32, output: ``24*h``) and q/k/v/o. A frozen base (LoRA, QLoRA; measured at Qwen3-8B
+    width in bf16, ``benchmarks/planner_validation.py``): each norm keeps only its fp32 input
+    (``8*h``), Qwen3's q/k norms their fp32 inputs, attention its q, k, v and output, and the adapters
+    their inputs: one shared 16-bit copy, or peft's fp32 cast of it per adapter (:func:`lora_copy_bytes`).
+    """
     E = DTYPE_BYTES[cfg.dtype]
     h, q, kv = shape.hidden, shape.q_width, shape.kv_width
-    b = 24 * h + E * (3 * q + 2 * kv) + 4 * shape.heads  # + fp32 logsumexp per head
-    return float(b + _adapter_bytes(cfg) * (3 * h + q))  # adapter inputs: q, k, v | o
+    if cfg.method == "full":
+        return float(24 * h + E * (3 * q + 2 * kv) + 4 * shape.heads)
+    copy = lora_copy_bytes(cfg)
+    b = 8 * h + E * (2 * q + 2 * kv) + 4 * shape.heads + (4 * (q + kv) if shape.qk_norm else 0)
+    b += copy * (3 * h + q) if copy else E * h  # adapters' inputs: q, k, v | o (o's is attention's output)
+    return float(b + _dropout_bytes(cfg) * (3 * h + q))
 
 
 def mlp_bytes_per_token_layer(shape: ModelShape, cfg: PlanConfig) -> float:
-    """SwiGLU's saved tensors per token (gate, silu(gate), up, their product) and its adapters' inputs."""
-    return float(DTYPE_BYTES[cfg.dtype] * 4 * shape.intermediate
-                 + _adapter_bytes(cfg) * (2 * shape.hidden + shape.intermediate))  # gate, up | down
+    """SwiGLU's saved tensors per token, and its adapters' inputs.
+
+    ``full``: gate, silu(gate), up and their product (``4*E*I``). A frozen base: the frozen down
+    projection keeps no input, so the product is kept only as its adapter's input (a 16-bit tensor,
+    or peft's fp32 copy; gate and up each copy the norm output too)."""
+    E, h, I = DTYPE_BYTES[cfg.dtype], shape.hidden, shape.intermediate
+    if cfg.method == "full":
+        return float(E * 4 * I)
+    copy = lora_copy_bytes(cfg)
+    b = 3 * E * I + (copy * (2 * h + I) if copy else E * I)
+    return float(b + _dropout_bytes(cfg) * (2 * h + I))
+
+
+def mlp_backward_bytes_per_token(shape: ModelShape, cfg: PlanConfig) -> float:
+    """Gradients in flight while one MLP runs backward. ``full``: ``E*I`` (calibrated on the tiny
+    model). A frozen base: two of the gate/up/product gradients and the gradient of the adapters'
+    copy of the product (``(2*E + copy)*I``; fitted on the 1,024-token rows at Qwen3-8B width)."""
+    E, I = DTYPE_BYTES[cfg.dtype], shape.intermediate
+    return float(E * I if cfg.method == "full" else (2 * E + lora_copy_bytes(cfg)) * I)
+
+
+def dead_prompt_bytes(shape: ModelShape, cfg: PlanConfig, per_tl: float) -> float:
+    """Per prompt token, what the prompt's last layer saves for nothing (without checkpointing): only
+    its K and V reach the responses, so its query, attention output, o projection and MLP feed the
+    discarded prompt output and autograd frees them at once."""
+    E, q = DTYPE_BYTES[cfg.dtype], shape.q_width
+    copy = lora_copy_bytes(cfg) if cfg.method != "full" else 0
+    attn_dead = copy * (shape.hidden + q) + E * 2 * q + (4 * q if shape.qk_norm else 0)
+    return per_tl - attention_bytes_per_token_layer(shape, cfg) + attn_dead
 
 
 def activation_bytes_per_token_layer(shape: ModelShape, cfg: PlanConfig) -> float:
@@ -312,12 +353,12 @@ def phases(cfg: PlanConfig) -> tuple[list[float], float, float]:
 
 def layer_working(shape: ModelShape, cfg: PlanConfig, n: float) -> float:
     """One layer's backward working set over ``n`` tokens: what it saves again when replayed
-    (checkpointing) plus the gradients in flight (``E*I`` per token, calibrated on the tiny model).
+    (checkpointing) plus the MLP's gradients in flight (:func:`mlp_backward_bytes_per_token`).
     A tiled MLP holds one tile's worth of both."""
     E = DTYPE_BYTES[cfg.dtype]
     mlp_tokens = min(n, cfg.mlp_tile_tokens) if cfg.mlp_tile_tokens else n
     return (n * attention_bytes_per_token_layer(shape, cfg)
-            + mlp_tokens * (mlp_bytes_per_token_layer(shape, cfg) + E * shape.intermediate)
+            + mlp_tokens * (mlp_bytes_per_token_layer(shape, cfg) + mlp_backward_bytes_per_token(shape, cfg))
             + (n * E * shape.hidden if cfg.mlp_tile_tokens else 0.0))  # the tiled MLP's saved input
 
 
@@ -368,10 +409,12 @@ def predict(shape: ModelShape, cfg: PlanConfig) -> Breakdown:
         per_tl = (attention_bytes_per_token_layer(shape, cfg)
                   + (E * shape.hidden if cfg.mlp_tile_tokens else mlp_bytes_per_token_layer(shape, cfg)))
         stored = tokens * L * per_tl + eager * L
+        stored -= prompt * dead_prompt_bytes(shape, cfg, per_tl)
         n = max(passes)
         mt = min(n, cfg.mlp_tile_tokens) if cfg.mlp_tile_tokens else n
         # gradients in flight, and a tiled MLP's replayed tile
-        working = 2 * eager + mt * E * shape.intermediate + (mt * 4 * E * shape.intermediate if cfg.mlp_tile_tokens else 0)
+        working = 2 * eager + mt * (mlp_backward_bytes_per_token(shape, cfg)
+                                    + (mlp_bytes_per_token_layer(shape, cfg) if cfg.mlp_tile_tokens else 0))
     last = passes[-1]  # the final norm's output feeds the head only for the last pass
     stored += last * 12 * shape.hidden
     if cfg.attn == "eager" and cfg.cp_size > 1:
@@ -381,7 +424,7 @@ def predict(shape: ModelShape, cfg: PlanConfig) -> Breakdown:
         positions = min(positions, last)
         if cfg.loss_chunk:
             positions = min(positions, cfg.loss_chunk)
-        loss_peak = cfg.batch * positions * shape.vocab * (E + 12)
+        loss_peak = cfg.batch * positions * shape.vocab * (E + (4 if cfg.fused_head else 12))
     else:
         loss_peak = last * 4 * 4
     # The loss peak (start of backward) and the layer-backward peak do not coincide: the total is

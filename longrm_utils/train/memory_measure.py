@@ -176,9 +176,12 @@ def validate(model: str = "tiny", lengths=(1024, 2048, 4096, 8192), *, shape: Mo
 def technique_plan(m: dict) -> PlanConfig:
     """The PlanConfig of one row of ``benchmarks/planner_validation.py`` (a shipped step at real
     width: ``sft``, ``align`` or ``scalar``, LoRA, no GPU overhead)."""
-    return PlanConfig(method="lora", seq_len=m["tokens"], grad_ckpt=m["grad_ckpt"], attn="sdpa",
+    return PlanConfig(method=m.get("method", "lora"), seq_len=m["tokens"], grad_ckpt=m["grad_ckpt"], attn="sdpa",
                       dtype={"bfloat16": "bf16", "float32": "fp32"}[m["dtype"]],
-                      kind="scalar" if m["step"] == "scalar" else "generative", loss_tokens=m["response_tokens"],
+                      kind="scalar" if m["step"] == "scalar" else "generative",
+                      # trl scores every position off Triton devices (CPU); Stage II scores all 1 + V judgements
+                      loss_tokens=None if m["step"] == "align" or not m.get("gpu") else m["response_tokens"],
                       loss_chunk=32768 if m["step"] == "sft" else LOSS_CHUNK, lora_r=m["lora_r"], lora_dropout=0.0,
                       overhead_gib=0.0, mlp_tile_tokens=m["mlp_tile_tokens"], responses=m["responses"],
-                      response_tokens=m["response_tokens"], shared_prefix=m["shared_prefix"])
+                      response_tokens=m["response_tokens"], shared_prefix=m["shared_prefix"],
+                      fused_head=m["step"] == "sft")

@@ -45,7 +45,8 @@ def profile_plans(profile: str) -> tuple[dict[str, Any], dict[str, tuple[ModelSh
     judgement = int(s1.get("max_judgement_tokens", 512))
     sft = PlanConfig(method=run.method, seq_len=run.max_length, grad_ckpt=run.gradient_checkpointing,
                      loss_tokens=judgement, loss_chunk=TRL_CHUNK, lora_r=run.lora_r, lora_dropout=run.lora_dropout,
-                     offload=run.offload_checkpoints, mlp_tile_tokens=run.mlp_tile_tokens, autocast=True, **share)
+                     offload=run.offload_checkpoints, mlp_tile_tokens=run.mlp_tile_tokens, autocast=True,
+                     fused_head=True, **share)
 
     def stage2(p: dict, kind: str, r: int, dropout: float, responses: int) -> PlanConfig:
         method = "full" if p.get("method") == "full" else "qlora" if p.get("quantization") == "4bit" else "lora"

@@ -122,11 +122,18 @@ PRESETS: dict[str, SFTRun] = {
         learning_rate=5e-4, max_steps=40, warmup_ratio=0.05, max_length=2048,
         expected_memory="about 4 GB RAM at ~900 tokens (135M fp32 base, LoRA r=16); measured 3.9 GiB process RSS"),
     "gpu-qlora-24gb": SFTRun(
-        model_id="stage1-qwen3-8b-qlora", base="qwen3-8b", method="qlora", lora_r=64, learning_rate=1e-4,
-        max_steps=400, per_device_batch_size=1, grad_accum=32, max_length=32768, gradient_checkpointing=True,
-        save_steps=50, logging_steps=5,
-        expected_memory="about 20 GB on one 24 GB GPU: 5.5 GB 4-bit weights + LoRA/optimizer <1 GB + "
-                        "checkpointed activations at 32k tokens with FlashAttention-2"),
+        model_id="stage1-qwen3-8b-qlora", base="qwen3-8b", method="qlora", lora_r=64, lora_dropout=0.0,
+        learning_rate=1e-4, max_steps=400, per_device_batch_size=1, grad_accum=32, max_length=65536,
+        gradient_checkpointing=True, offload_checkpoints=True, mlp_tile_tokens=4096, save_steps=50, logging_steps=5,
+        expected_memory="about 21.5 GiB on one 24 GB GPU at 64k tokens (python -m longrm_utils plan --profile "
+                        "gpu-qlora-24gb): 5.7 GiB 4-bit weights, 2.6 GiB LoRA and AdamW, one layer's working set "
+                        "with MLP tiles of 4k; the checkpointed inputs (18 GiB at 64k) wait in host RAM"),
+    "gpu-qlora-80gb": SFTRun(
+        model_id="stage1-qwen3-8b-qlora", base="qwen3-8b", method="qlora", lora_r=64, lora_dropout=0.0,
+        learning_rate=1e-4, max_steps=400, per_device_batch_size=1, grad_accum=32, max_length=262144,
+        gradient_checkpointing=True, offload_checkpoints=True, mlp_tile_tokens=4096, save_steps=50, logging_steps=5,
+        expected_memory="about 53 GiB on one 80 GB GPU at 256k tokens (python -m longrm_utils plan --profile "
+                        "gpu-qlora-80gb); the checkpointed inputs (72 GiB at 256k) wait in host RAM"),
     "gpu-full-80gb": SFTRun(
         model_id="stage1-qwen3-8b-full", base="qwen3-8b", method="full", learning_rate=2e-6, max_steps=300,
         per_device_batch_size=1, grad_accum=4, max_length=65536, gradient_checkpointing=True, attn="auto",
