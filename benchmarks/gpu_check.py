@@ -4,13 +4,19 @@ It builds random-init models of the real shapes from their configs (no weights, 
 ``longrm_utils.miniature.arch_config(full_size=True)``), in bf16, with LoRA r=16 on every linear
 layer, and measures one step of each path at each length:
 
-* ``sft``: a Stage I step (Qwen3-8B shape), gradient checkpointing, loss on the last 512 tokens
-  (the judgement), logits only there (``logits_to_keep``);
-* ``align_gen``: a Stage II generative step, 1 + V = 3 judgements of 256 tokens after the prompt,
+The training steps run with the profiles' memory techniques (``train.longctx``): checkpointing with
+the checkpointed inputs offloaded to host RAM, MLP tiles of 4,096 tokens, the shared prefix.
+
+* ``sft``: a Stage I step (Qwen3-8B shape), loss on the last 512 tokens (the judgement), logits
+  only there (``logits_to_keep``);
+* ``align_gen``: a Stage II generative step, the prompt once and 1 + V = 3 judgements of 256 tokens,
   log-probabilities at the judgement tokens only (``train.losses.completion_logps``);
-* ``scalar_pair``: a Bradley-Terry step on a pair (Skywork / Llama-3.1-8B shape, sequence
-  classification) with the shared prefix (``train.losses.scalar_scores``), no checkpointing;
+* ``scalar_bo4``: a Bradley-Terry step on a prompt and 4 responses (Skywork / Llama-3.1-8B shape,
+  sequence classification) with the shared prefix (``train.losses.scalar_scores``);
 * ``prefill``: a judge prefill of the longest length with ``logits_to_keep=1``, no gradients.
+
+Each training row carries the planner's prediction for its configuration (``predicted_gib``:
+weights, adapter gradients, activations and logits; no optimizer step runs here).
 
 4-bit QLoRA is not measured here (the machine it is meant for has no bitsandbytes); the LoRA base is
 bf16, so the weights take about 16 GB of the cap. ``--memory-gib 24`` caps the process with
@@ -37,7 +43,8 @@ sys.path.insert(0, str(ROOT))
 JUDGEMENT = 512
 """Tokens of the SFT loss (the judgement at the end of the sequence)."""
 ALIGN_JUDGEMENT, ALIGN_RESPONSES = 256, 3
-PAIR_RESPONSE = 256
+PAIR_RESPONSE, BEST_OF = 256, 4
+TILE = 4096
 
 
 def build(family: str, *, scalar: bool, mini: bool, device: str, dtype):
@@ -79,7 +86,7 @@ def align_step(model, vocab: int, L: int, device: str) -> None:
     n_prompt = max(1, L - ALIGN_JUDGEMENT)
     prompt = torch.randint(0, vocab - 1, (n_prompt,), generator=g).tolist()
     judgements = [torch.randint(0, vocab - 1, (ALIGN_JUDGEMENT,), generator=g).tolist() for _ in range(ALIGN_RESPONSES)]
-    lps, lens = completion_logps(model, prompt, judgements, vocab - 1, shared_prefix=False)
+    lps, lens = completion_logps(model, prompt, judgements, vocab - 1, shared_prefix=True)
     (-(lps[0] / lens[0] - (lps[1:] / lens[1:]).mean())).backward()
 
 
@@ -90,7 +97,7 @@ def pair_step(model, vocab: int, L: int, device: str) -> None:
 
     g = torch.Generator().manual_seed(L)
     prompt = torch.randint(0, vocab - 1, (max(1, L - PAIR_RESPONSE),), generator=g).tolist()
-    pair = [torch.randint(0, vocab - 1, (PAIR_RESPONSE,), generator=g).tolist() for _ in range(2)]
+    pair = [torch.randint(0, vocab - 1, (PAIR_RESPONSE,), generator=g).tolist() for _ in range(BEST_OF)]
     s = scalar_scores(model, prompt, pair, vocab - 1, shared_prefix=True)
     bradley_terry_loss(s[:1], s[1:].unsqueeze(0))[0].mean().backward()
 
@@ -129,6 +136,26 @@ def measure(step: str, fn, model, vocab: int, L: int, device: str, tokens: int) 
     return row
 
 
+def predicted_gib(family: str, step: str, L: int, mini: bool) -> float:
+    """The planner's weights + gradients + activations + logits for one row (bf16 LoRA r=16, no overhead)."""
+    from longrm_utils.miniature import FAMILIES, arch_config
+    from longrm_utils.train.memory import GiB, ModelShape, PlanConfig, predict
+
+    vocab = 4096 if mini else FAMILIES[family].real["vocab_size"]
+    shape = ModelShape.from_config(arch_config(family, vocab_size=vocab, scalar=step == "scalar_bo4",
+                                               full_size=not mini), name=family)
+    kw = dict(method="lora", dtype="bf16", attn="sdpa", grad_ckpt=True, offload=True, mlp_tile_tokens=TILE,
+              lora_dropout=0.0, overhead_gib=0.0)
+    if step == "sft":
+        cfg = PlanConfig(seq_len=L, loss_tokens=JUDGEMENT, **kw)
+    elif step == "align_gen":
+        cfg = PlanConfig(seq_len=L, responses=ALIGN_RESPONSES, response_tokens=ALIGN_JUDGEMENT, loss_chunk=512, **kw)
+    else:
+        cfg = PlanConfig(seq_len=L, kind="scalar", responses=BEST_OF, response_tokens=PAIR_RESPONSE, **kw)
+    b = predict(shape, cfg)
+    return round((b.weights + b.grads + b.activations + b.logits) / GiB, 3)
+
+
 def slopes(rows: list[dict]) -> dict:
     """MiB per token between the shortest and longest measured length of each step (ok rows only)."""
     out = {}
@@ -151,6 +178,9 @@ def main(argv=None) -> int:
     import torch
     import transformers
 
+    from longrm_utils.models import unwrap
+    from longrm_utils.train import longctx
+
     lengths = [int(x) for x in a.lengths.split(",")]
     dev = a.device
     info = {"device": torch.cuda.get_device_name(0) if dev.startswith("cuda") else platform.processor() or "cpu",
@@ -164,13 +194,15 @@ def main(argv=None) -> int:
     t0, rows = time.perf_counter(), []
     dtype = torch.bfloat16
     model, vocab = build("qwen3", scalar=False, mini=a.mini, device=dev, dtype=dtype)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
+    longctx.enable_checkpointing(model, offload=True)
+    longctx.tile_mlp(model, TILE)
     for L in lengths:
-        rows.append({"model": "qwen3-8b", **measure("sft", sft_step, model, vocab, L, dev, L)})
+        rows.append({"model": "qwen3-8b", **measure("sft", sft_step, model, vocab, L, dev, L),
+                     "predicted_gib": predicted_gib("qwen3", "sft", L, a.mini)})
         rows.append({"model": "qwen3-8b", **measure("align_gen", align_step, model, vocab, L, dev,
-                                                    L + (ALIGN_RESPONSES - 1) * ALIGN_JUDGEMENT)})
-    model.gradient_checkpointing_disable()
+                                                    L + (ALIGN_RESPONSES - 1) * ALIGN_JUDGEMENT),
+                     "predicted_gib": predicted_gib("qwen3", "align_gen", L, a.mini)})
+    unwrap(model).activation_checkpointing_disable()
     model.eval()
     rows.append({"model": "qwen3-8b", **measure("prefill", prefill, model, vocab, max(lengths), dev, max(lengths))})
     del model
@@ -178,9 +210,12 @@ def main(argv=None) -> int:
     if dev.startswith("cuda"):
         torch.cuda.empty_cache()
     model, vocab = build("llama3.1", scalar=True, mini=a.mini, device=dev, dtype=dtype)
+    longctx.enable_checkpointing(model, offload=True)
+    longctx.tile_mlp(model, TILE)
     for L in lengths:
-        rows.append({"model": "skywork-reward-v2-llama-3.1-8b", **measure("scalar_pair", pair_step, model, vocab, L,
-                                                                          dev, L + PAIR_RESPONSE)})
+        rows.append({"model": "skywork-reward-v2-llama-3.1-8b",
+                     **measure("scalar_bo4", pair_step, model, vocab, L, dev, L + (BEST_OF - 1) * PAIR_RESPONSE),
+                     "predicted_gib": predicted_gib("llama3.1", "scalar_bo4", L, a.mini)})
     out = {**info, "wall_s": round(time.perf_counter() - t0, 1), "rows": rows, "mib_per_token": slopes(rows)}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -165,7 +165,7 @@ def planner_validation(out: Path | None, threads: int = 1) -> list[dict]:
             print(row, flush=True)
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "planner_validation.json").write_text(json.dumps({"rows": rows, "machine": machine()}, indent=2) + "\n")
+        (out / "planner_validation_tiny.json").write_text(json.dumps({"rows": rows, "machine": machine()}, indent=2) + "\n")
     return rows
 
 

@@ -184,3 +184,28 @@ def test_each_technique_lowers_the_predicted_peak():
     assert chunked <= M.predict(s, replace(align, loss_tokens=None)).total
     with pytest.raises(ValueError, match="offload needs grad_ckpt"):
         M.PlanConfig(grad_ckpt=False, offload=True)
+
+
+def test_planner_validation_rows_hold_for_the_current_planner():
+    """benchmarks/results/planner_validation.json: the shipped steps measured at real width. The
+    current planner, recomputed on each row's configuration, is within 15% of every measurement."""
+    import importlib.util
+
+    from longrm_utils.constants import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("planner_validation", REPO_ROOT / "benchmarks" / "planner_validation.py")
+    pv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pv)
+    doc = json.loads((REPO_ROOT / "benchmarks" / "results" / "planner_validation.json").read_text())
+    rows = doc["rows"]
+    assert 12 <= len(rows) <= 20
+    for r in rows:
+        assert {"model", "hidden_size", "layers", "method", "techniques", "tokens", "measured_mib", "predicted_mib",
+                "command"} <= set(r)
+        pred = pv.predicted_mib(r["spec"])
+        assert abs(pred / r["measured_mib"] - 1) <= 0.15, (r["command"], r["measured_mib"], pred)
+    real = [r for r in rows if r["hidden_size"] == 4096]
+    assert {r["tokens"] for r in real} == {1024, 2048} and {r["method"] for r in real} == {"lora", "qlora"}
+    assert {t for r in real for t in r["techniques"]} == {"grad_ckpt", "tiled_mlp", "shared_prefix", "chunked_loss"}
+    assert {r["step"] for r in real} == {"sft", "align", "scalar"}
+    assert any("offload" in t for t in doc["gpu_only_terms"])

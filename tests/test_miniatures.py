@@ -208,7 +208,8 @@ def test_gpu_check_runs_on_miniatures(tmp_path):
     assert gc.main(["--mini", "--device", "cpu", "--lengths", "128,256", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     steps = {(r["step"], r["tokens"]) for r in res["rows"] if r["status"] == "ok"}
-    assert {("sft", 256), ("align_gen", 256), ("scalar_pair", 256), ("prefill", 256)} <= steps
+    assert {("sft", 256), ("align_gen", 256), ("scalar_bo4", 256), ("prefill", 256)} <= steps
+    assert all(r["predicted_gib"] > 0 for r in res["rows"] if r["step"] != "prefill")
     assert res["mini"] and res["command"].startswith("python benchmarks/gpu_check.py")
 
 

@@ -467,6 +467,9 @@ def max_context(shape: ModelShape, cfg: PlanConfig, gpu_mem_gib: float, *, usabl
 PROFILE_PLANS = {
     "gpu-qlora-24gb: Qwen3-8B QLoRA, 1 GPU, logits at every position": ("qwen3-8b", dict(method="qlora"), 24),
     "gpu-qlora-24gb: Qwen3-8B QLoRA, 1 GPU": ("qwen3-8b", dict(method="qlora", loss_tokens=2048), 24),
+    "gpu-qlora-24gb as shipped: + offloaded checkpoints, MLP tiles, fused loss": (
+        "qwen3-8b", dict(method="qlora", loss_tokens=512, offload=True, mlp_tile_tokens=4096, lora_dropout=0.0,
+                         lora_r=64, fused_head=True, autocast=True), 24),
     "gpu-full-80gb: Qwen3-8B full, ZeRO-3 over 8 GPUs": (
         "qwen3-8b", dict(method="full", n_gpus=8, sharding="zero3", loss_tokens=2048), 80),
     "gpu-full-80gb + context parallel 4 (cp4_fsdp2)": (
