@@ -253,6 +253,8 @@ def test_memory_techniques_keep_outputs_and_gradients(name, kind):
     assert len(gref) > 8
     longctx.enable_checkpointing(loaded.model, offload=True)  # offload is a no-op on CPU, and must not fail
     assert longctx.tile_mlp(loaded.model, 7) == 2
+    with pytest.raises(ValueError, match="already tiled"):
+        longctx.tile_mlp(loaded.model, 7)
     for shared in (True, False):
         out, grads = step(shared)
         assert torch.allclose(out, ref, atol=1e-4)

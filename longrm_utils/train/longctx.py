@@ -88,6 +88,8 @@ def tile_mlp(model, tile_tokens: int) -> int:
     fn = _tiled_function()
     mlps = decoder_mlps(model)
     for mlp in mlps:
+        if getattr(mlp, "_longrm_tile_tokens", 0):
+            raise ValueError(f"tile_mlp: the model's MLPs are already tiled ({mlp._longrm_tile_tokens} tokens)")
         drops = [m for m in mlp.modules() if isinstance(m, torch.nn.Dropout) and m.p > 0]
         if drops:
             raise ValueError(f"tile_mlp: {type(mlp).__name__} has dropout p={drops[0].p} (LoRA dropout?); tiles are "
@@ -100,6 +102,7 @@ def tile_mlp(model, tile_tokens: int) -> int:
             return torch.cat([_inner(t) for t in x.split(tile_tokens, dim=-2)], dim=-2)
 
         mlp.forward = tiled
+        mlp._longrm_tile_tokens = tile_tokens
     return len(mlps)
 
 
