@@ -283,7 +283,7 @@ def train_alignment(model: str, items: Sequence[PrefItem], cfg: AlignConfig, out
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     loaded = models.load(model, kind=models.SCALAR if kind == "scalar" else models.GENERATIVE, device=device,
                          attn=attn, quantization=quantization or ("4bit" if method == "qlora" else None),
-                         seed=cfg.seed, trainable=True)
+                         seed=cfg.seed, trainable=True, max_context=cfg.max_length)
     if method in ("lora", "qlora") and not hasattr(loaded.model, "peft_config"):
         loaded = models.add_lora(loaded, r=lora_r, dropout=lora_dropout, gradient_checkpointing=gradient_checkpointing)
     if gradient_checkpointing:

@@ -56,6 +56,8 @@ def _tiled_function():
         @staticmethod
         def forward(ctx, x, forward, tile):
             ctx.forward, ctx.tile = forward, tile
+            dev = x.device.type  # the replay in backward runs under the forward's autocast
+            ctx.autocast = (dev, torch.get_autocast_dtype(dev), torch.is_autocast_enabled(dev))
             ctx.save_for_backward(x)
             with torch.no_grad():
                 return torch.cat([forward(t) for t in x.split(tile, dim=-2)], dim=-2)
@@ -66,7 +68,8 @@ def _tiled_function():
             grads = []
             for xt, gt in zip(x.split(ctx.tile, dim=-2), grad.split(ctx.tile, dim=-2)):
                 xt = xt.detach().requires_grad_(True)
-                with torch.enable_grad():
+                dev, dtype, on = ctx.autocast
+                with torch.enable_grad(), torch.autocast(dev, dtype=dtype, enabled=on):
                     out = ctx.forward(xt)
                 torch.autograd.backward(out, gt)  # also accumulates the MLP's own parameter gradients
                 grads.append(xt.grad)
@@ -85,6 +88,10 @@ def tile_mlp(model, tile_tokens: int) -> int:
 
     if tile_tokens <= 0:
         return 0
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        # each tile's backward would mark the MLP's parameters ready again: DDP and FSDP refuse that
+        raise ValueError("tile_mlp: MLP tiles run on one process only (Stage I/II on one GPU); turn them off "
+                         "(mlp_tile_tokens=0) under accelerate/torchrun")
     fn = _tiled_function()
     mlps = decoder_mlps(model)
     for mlp in mlps:
@@ -110,7 +117,8 @@ def chunked_token_logps(hidden, head, targets, chunk: int = LOSS_CHUNK):
     """``log p(target)`` ``[N, L]`` from hidden states ``[N, L, d]`` through the LM ``head``.
 
     ``chunk`` positions go through the vocabulary at a time, in fp32, each chunk checkpointed: the
-    backward recomputes its logits, so no ``[N, L, vocab]`` tensor is ever built.
+    backward recomputes its logits, so no ``[N, L, vocab]`` tensor is ever built. The head's output is
+    used as the logits: models that scale or soft-cap them are refused by :func:`check_plain_logits`.
     """
     import torch
     from torch.utils.checkpoint import checkpoint
@@ -124,6 +132,16 @@ def chunked_token_logps(hidden, head, targets, chunk: int = LOSS_CHUNK):
     parts = [checkpoint(one, flat[i:i + chunk], tgt[i:i + chunk], use_reentrant=False) if torch.is_grad_enabled()
              else one(flat[i:i + chunk], tgt[i:i + chunk]) for i in range(0, N * L, chunk)]
     return torch.cat(parts).view(N, L)
+
+
+def check_plain_logits(model) -> None:
+    """Refuse a model whose logits are not its LM head's output (soft-capping, a logit scale)."""
+    cfg = unwrap(model).config
+    text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    for key in ("final_logit_softcapping", "logit_scale", "logits_scaling"):
+        if getattr(text, key, None) not in (None, 1, 1.0):
+            raise ValueError(f"{type(unwrap(model)).__name__} sets {key}={getattr(text, key)!r}: the chunked "
+                             "judgement log-probabilities use the LM head's raw output, so they would be wrong")
 
 
 # --- a shared prefix that survives checkpointing --------------------------------------------------
@@ -142,8 +160,9 @@ def prompt_cache():
 
 
 def continuation_cache(prompt, n: int):
-    """A read-only view of ``prompt``'s cache repeated ``n`` times along the batch (no copy): each
-    continuation layer attends to prompt + itself and stores nothing, so a replay sees the same."""
+    """A read-only view of ``prompt``'s cache repeated ``n`` times along the batch (an expanded view,
+    not a copy): each continuation layer attends to prompt + itself and stores nothing, so a replay
+    sees the same. The concatenation each layer makes is transient (one layer at a time)."""
     import torch
     from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer

@@ -13,7 +13,7 @@
 
 **The shared prefix.** One item is one prompt (the long context, almost all the tokens) and
 1 + V responses. :func:`completion_logps` and :func:`scalar_scores` encode the prompt **once**:
-its KV cache is computed with gradients, read 1 + V times along the batch without a copy,
+its KV cache is computed with gradients, read 1 + V times along the batch as an expanded view,
 and every response is run from it as a right-padded batch with explicit positions
 (:func:`prefix_expand_forward`); checkpointed layers keep that cache (:mod:`.longctx`). ``shared_prefix=False`` encodes each
 sequence separately instead; the tests check both give the same numbers.
@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..models import unwrap
-from .longctx import cache_through_checkpoints, chunked_token_logps, continuation_cache, prompt_cache
+from .longctx import (cache_through_checkpoints, check_plain_logits, chunked_token_logps, continuation_cache,
+                      prompt_cache)
 
 
 # --- losses: pure functions of tensors ----------------------------------------------------------
@@ -112,7 +113,7 @@ def prefix_expand_forward(model, prefix_ids: Sequence[int], continuations: Seque
 
     The prefix is encoded once into a KV cache; the continuations run as one right-padded batch
     with explicit ``position_ids`` and an attention mask over prefix + continuation, reading the
-    cache repeated N times along the batch without copying it. Works with checkpointed layers
+    cache repeated N times along the batch as an expanded view. Works with checkpointed layers
     (:mod:`.longctx`). Returns the backbone's last hidden states ``[N, L, d]`` and the
     continuation mask ``[N, L]``.
     """
@@ -151,6 +152,7 @@ def completion_logps(model, prompt_ids: Sequence[int], completions: Sequence[Seq
     (:func:`.longctx.chunked_token_logps`)."""
     import torch
 
+    check_plain_logits(model)
     dev = model_device(model)
     head = unwrap(model).get_output_embeddings()
     lens = torch.tensor([len(c) for c in completions], device=dev, dtype=torch.float32)

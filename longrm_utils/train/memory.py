@@ -53,6 +53,7 @@ count. ``benchmarks/planner_validation.py`` measures the shipped steps at real w
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -138,7 +139,7 @@ class ModelShape:
             intermediate = max(1, round((per_layer - attn - 2 * h) / (3 * h) / 128) * 128) if s.hidden >= 512 \
                 else max(1, round((per_layer - attn - 2 * h) / (3 * h)))
         return cls(name, params, s.layers, s.hidden, s.kv_heads, s.head_dim, s.vocab, intermediate, heads, tied,
-                   qk_norm=name.startswith("qwen3"))
+                   qk_norm=s.family == "qwen3")
 
     @classmethod
     def from_config(cls, config: Any, name: str | None = None) -> "ModelShape":
@@ -351,6 +352,10 @@ def phases(cfg: PlanConfig) -> tuple[list[float], float, float]:
     return [P, S], P + S, P
 
 
+def _pow2_ceil(nbytes: float) -> float:
+    return float(2 ** math.ceil(math.log2(nbytes))) if nbytes > 1 else float(nbytes)
+
+
 def layer_working(shape: ModelShape, cfg: PlanConfig, n: float) -> float:
     """One layer's backward working set over ``n`` tokens: what it saves again when replayed
     (checkpointing) plus the MLP's gradients in flight (:func:`mlp_backward_bytes_per_token`).
@@ -396,7 +401,9 @@ def predict(shape: ModelShape, cfg: PlanConfig) -> Breakdown:
     host = 0.0
     if cfg.grad_ckpt:  # each layer's input stays (on the host when offloaded); one layer is replayed at a time
         inputs = tokens * L * E * shape.hidden
-        stored, host = (0.0, inputs) if cfg.offload else (inputs, 0.0)
+        # pinned host blocks come from torch's caching host allocator, which rounds each up to a power of two
+        pinned = L * sum(_pow2_ceil(n * E * shape.hidden) for n in passes)
+        stored, host = (0.0, pinned) if cfg.offload else (inputs, 0.0)
         # the shared prompt's K and V are live tensors, not checkpointed, and their gradients
         # gather during the responses' backward before the prompt's layers are replayed
         stored += 2 * prompt * L * 2 * shape.kv_width * E

@@ -50,12 +50,14 @@ def profile_plans(profile: str) -> tuple[dict[str, Any], dict[str, tuple[ModelSh
 
     def stage2(p: dict, kind: str, r: int, dropout: float, responses: int) -> PlanConfig:
         method = "full" if p.get("method") == "full" else "qlora" if p.get("quantization") == "4bit" else "lora"
-        return PlanConfig(method=method, seq_len=int(p["max_length"]), grad_ckpt=bool(p["gradient_checkpointing"]),
-                          kind=kind, loss_tokens=judgement if kind == "generative" else None, loss_chunk=LOSS_CHUNK,
+        # the Stage II loop is one process on one GPU (no sharding); every judgement's positions are scored
+        return PlanConfig(method=method, seq_len=int(p.get("max_length", 2048)),
+                          grad_ckpt=bool(p.get("gradient_checkpointing", False)), kind=kind, loss_tokens=None,
+                          loss_chunk=LOSS_CHUNK, n_gpus=1, sharding="none", attn="flash", dtype="bf16",
                           lora_r=r, lora_dropout=dropout, offload=bool(p.get("offload_checkpoints", False)),
                           mlp_tile_tokens=int(p.get("mlp_tile_tokens", 0)), responses=responses,
                           response_tokens=int(p.get("max_judgement_tokens", judgement)),
-                          shared_prefix=bool(p.get("shared_prefix", True)), **share)
+                          shared_prefix=bool(p.get("shared_prefix", True)))
 
     align = stage2(s2, "generative", run.lora_r, run.lora_dropout, 1 + int(s2.get("V", 2)))  # continues Stage I's adapter
     scalar = stage2(s3, "scalar", int(s3.get("lora_r", 16)), float(s3.get("lora_dropout", 0.05)), BEST_OF)

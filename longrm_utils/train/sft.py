@@ -132,7 +132,7 @@ PRESETS: dict[str, SFTRun] = {
         model_id="stage1-qwen3-8b-qlora", base="qwen3-8b", method="qlora", lora_r=64, lora_dropout=0.0,
         learning_rate=1e-4, max_steps=400, per_device_batch_size=1, grad_accum=32, max_length=262144,
         gradient_checkpointing=True, offload_checkpoints=True, mlp_tile_tokens=4096, save_steps=50, logging_steps=5,
-        expected_memory="about 53 GiB on one 80 GB GPU at 256k tokens (python -m longrm_utils plan --profile "
+        expected_memory="about 54.5 GiB on one 80 GB GPU at 256k tokens (python -m longrm_utils plan --profile "
                         "gpu-qlora-80gb); the checkpointed inputs (72 GiB at 256k) wait in host RAM"),
     "gpu-full-80gb": SFTRun(
         model_id="stage1-qwen3-8b-full", base="qwen3-8b", method="full", learning_rate=2e-6, max_steps=300,
