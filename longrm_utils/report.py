@@ -14,7 +14,7 @@ import yaml
 from .cli import ArgumentParser, add_flag
 from .constants import COURSE_MAP, NOTEBOOKS, PROFILE_DIR, REPO_ROOT
 from .io import read_json
-from .models import cache_root
+from .store import cache_root
 
 MAP_START, MAP_END = "<!-- course-map:start -->", "<!-- course-map:end -->"
 SITE_PACKAGES = re.compile(r"(?:[~.]|/[^\s\"'<>]*)?/(?:lib/python[\d.]+/)?site-packages/")

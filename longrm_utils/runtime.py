@@ -86,10 +86,41 @@ class Capabilities:
         return "\n".join(lines)
 
 
+def launched_world_size() -> int:
+    """How many processes a launcher (``accelerate launch``, torchrun) started for this run (1 without one)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))
+    except ValueError:
+        return 1
+
+
+def distributed_state():
+    """accelerate's process-wide ``PartialState`` when a launcher started several processes, else None.
+
+    Call it *before* a model is loaded: it initialises torch.distributed and pins this process to its
+    own GPU, which transformers needs to place a 4-bit model on ``cuda:<local rank>`` instead of
+    ``cuda:0`` and to honour FSDP's ``cpu_ram_efficient_loading`` (it checks that torch.distributed
+    is initialised). Without CUDA the processes talk over gloo, so a 2-process CPU launch runs the
+    same code as an 8-GPU one.
+    """
+    if launched_world_size() == 1:
+        return None
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def pick_device(device: str = "auto") -> str:
-    """``auto`` picks cuda, then Apple's mps, then cpu. An explicit choice is checked."""
+    """``auto`` picks cuda, then Apple's mps, then cpu. An explicit choice is checked.
+
+    Under a multi-process launch, ``auto`` (and a bare ``cuda``) is this process's own device,
+    ``cuda:<local rank>``, and the distributed state is initialised first (:func:`distributed_state`)."""
     import torch
 
+    state = distributed_state() if device in ("auto", "cuda") else None
+    if state is not None and state.device.type == "cuda":
+        return f"cuda:{state.device.index}"
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"

@@ -15,7 +15,7 @@ def test_config_parses_like_accelerate_launch(stem):
     plan = launch.launch_plan(CONFIGS[stem])
     expected = {"ddp": ("MULTI_GPU", None, None), "fsdp2": ("FSDP", None, 2), "zero2": ("DEEPSPEED", 2, None),
                 "zero3": ("DEEPSPEED", 3, None), "cp4_fsdp2": ("FSDP", None, 2),
-                "ulysses4_zero3": ("DEEPSPEED", 3, None), "ddp_cpu2": ("MULTI_CPU", None, None)}[stem]
+                "ulysses4_zero3": ("DEEPSPEED", 3, None), "ddp_cpu2": ("MULTI_GPU", None, None)}[stem]
     assert (plan["distributed_type"], plan["zero_stage"], plan["fsdp_version"]) == expected
     assert plan["num_processes"] == (2 if stem == "ddp_cpu2" else 8)
     if stem == "cp4_fsdp2":

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from longrm_utils import constants, contracts, models
+from longrm_utils import constants, contracts, models, store
 from longrm_utils.train import align as A
 from longrm_utils.train import losses as L
 from longrm_utils.train import mechanics
@@ -131,8 +131,8 @@ def test_shared_prefix_equals_separate_tiny(tiny, tiny_rm):
     _check_scores(tiny_rm)
 
 
-needs_smollm2 = pytest.mark.skipif(models.smollm2_wheel_dir() is None and
-                                   not (models.cache_root() / "smollm2-135m-instruct" / "model.safetensors").exists(),
+needs_smollm2 = pytest.mark.skipif(store.smollm2_wheel_dir() is None and
+                                   not (store.cache_root() / "smollm2-135m-instruct" / "model.safetensors").exists(),
                                    reason="SmolLM2 is not installed (python -m longrm_utils setup)")
 
 

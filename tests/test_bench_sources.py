@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from longrm_utils import models
+from longrm_utils import store
 from longrm_utils.bench import generators as G
 from longrm_utils.bench import hub as H
 from longrm_utils.bench import metrics as M
@@ -64,13 +64,13 @@ def test_128k_context_is_exact(tiny_count):
 def test_exactness_with_a_second_tokenizer():
     from transformers import AutoTokenizer
 
-    if models.smollm2_wheel_dir() is None and not (models.cache_root() / "smollm2-135m-instruct").exists():
+    if store.smollm2_wheel_dir() is None and not (store.cache_root() / "smollm2-135m-instruct").exists():
         pytest.skip("SmolLM2 not installed")
     c = T.counter_for("smollm2-135m-instruct")
     for task in ("Cite", "ICL"):
         t = G.generate(task, (256, 512), c, seed=0, index=2)
         assert 256 <= t.context_tokens <= 512 and c(t.context) == t.context_tokens
-    assert isinstance(c.tokenizer, type(AutoTokenizer.from_pretrained(str(models.smollm2_dir()))))
+    assert isinstance(c.tokenizer, type(AutoTokenizer.from_pretrained(str(store.smollm2_dir()))))
 
 
 def test_context_too_short_is_a_clear_error(tiny_count):

@@ -124,11 +124,18 @@ def test_chain_expected_lessons_hold(cpu_run):
 @pytest.mark.parametrize("profile", ["gpu-qlora-24gb", "gpu-full-80gb"])
 def test_gpu_profile_smoke_on_cpu(profile, tmp_path):
     """The GPU profiles' code paths (4-bit judging, QLoRA / full SFT, pointwise voting, 4-bit scalar RM)
-    run on the CPU with the models swapped for the tiny one and the sizes of each profile's smoke: block."""
+    run on the CPU with the hub models swapped for their miniatures and the sizes of each profile's smoke:
+    block; the 80 GB profile trains through `accelerate launch` as on its GPUs."""
     results = run_course(profile, tmp_path / profile, smoke=True, progress=False)
     assert [r.notebook for r in results] == PRESENT and all(r.status == "ok" for r in results)
     manifest = json.loads((tmp_path / profile / "manifest.json").read_text())
     assert all(p.get("device", "cpu") == "cpu" for p in manifest["parameters"].values())
+    if profile == "gpu-full-80gb":  # 04-06 trained through `accelerate launch`, 2 CPU processes (ddp_cpu2.yaml)
+        models_dir = tmp_path / profile / "models"
+        stage1 = [json.loads(p.read_text()) for p in models_dir.glob("*/sft_result.json")]
+        stage2 = [json.loads(p.read_text()) for p in models_dir.glob("*/train_summary.json")]
+        assert stage1 and len(stage2) == 2 and all(r["world_size"] == 2 for r in stage1 + stage2)
+        assert all(r["ranks_agree"] is True and r["distributed_type"] == "MULTI_CPU" for r in stage2)
 
 
 def test_selection_and_unknown_notebook():

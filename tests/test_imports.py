@@ -20,12 +20,13 @@ ALLOWED = {
     "miniature": set(),
     "modelcard": set(),
     "rundir": {"constants", "io", "runtime", "cli"},
-    "models": {"constants", "io", "runtime", "cli", "miniature", "modelcard"},
-    "bench": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "cli"},
-    "judge": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench", "cli"},
-    "evaluate": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench", "cli", "judge"},
-    "analysis": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench", "cli", "judge"},
-    "train": {"constants", "io", "runtime", "stats", "contracts", "models", "rundir", "bench", "cli", "judge"},
+    "store": {"constants", "io", "miniature"},
+    "models": {"constants", "io", "runtime", "cli", "miniature", "modelcard", "store"},
+    "bench": {"constants", "io", "runtime", "stats", "contracts", "models", "store", "rundir", "cli"},
+    "judge": {"constants", "io", "runtime", "stats", "contracts", "models", "store", "rundir", "bench", "cli"},
+    "evaluate": {"constants", "io", "runtime", "stats", "contracts", "models", "store", "rundir", "bench", "cli", "judge"},
+    "analysis": {"constants", "io", "runtime", "stats", "contracts", "models", "store", "rundir", "bench", "cli", "judge"},
+    "train": {"constants", "io", "runtime", "stats", "contracts", "models", "store", "rundir", "bench", "cli", "judge"},
 }
 
 

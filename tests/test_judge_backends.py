@@ -3,7 +3,7 @@ the generative KV-cache reuse across orders gives the same text; truncation is f
 import pytest
 import torch
 
-from longrm_utils import models
+from longrm_utils import models, store
 from longrm_utils.bench import cues
 from longrm_utils.judge import backends, prompts, toy_records
 from longrm_utils.bench.schema import display_orders
@@ -61,7 +61,7 @@ def test_batch_size_and_padding_side_invariance(tiny_rm, batch_size, side):
 
 
 def test_shared_prefix_equals_full_smollm2():
-    if models.smollm2_wheel_dir() is None and not (models.cache_root() / "smollm2-135m-instruct").exists():
+    if store.smollm2_wheel_dir() is None and not (store.cache_root() / "smollm2-135m-instruct").exists():
         pytest.skip("SmolLM2 not installed (python -m longrm_utils setup)")
     rm = models.load("smollm2-135m-rm", device="cpu")
     tok = rm.tokenizer

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from longrm_utils import models
+from longrm_utils import store
 from longrm_utils.judge.vllm import vllm_args
 from longrm_utils.train import memory as M
 from longrm_utils.train import memory_measure
@@ -17,7 +17,7 @@ TOLERANCE = 0.15
 
 @pytest.fixture(scope="module")
 def tiny_shape():
-    return M.ModelShape.from_config(models.build_tiny(0), name="tiny")
+    return M.ModelShape.from_config(store.build_tiny(0), name="tiny")
 
 
 def test_presets_derive_known_mlp_widths():
@@ -33,7 +33,7 @@ def test_from_config_counts_tiny_params_exactly(tiny_shape):
     import torch  # noqa: F401
     from transformers import AutoModelForCausalLM
 
-    m = AutoModelForCausalLM.from_pretrained(models.build_tiny(0))
+    m = AutoModelForCausalLM.from_pretrained(store.build_tiny(0))
     assert tiny_shape.params == sum(p.numel() for p in m.parameters())
 
 

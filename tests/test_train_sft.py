@@ -7,7 +7,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from longrm_utils import models  # noqa: E402
+from longrm_utils import models, store  # noqa: E402
 from longrm_utils.train import sft  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def test_loss_only_on_the_judgement_tiny(tmp_path):
     assert packing is False and skipped == {}
 
 
-@pytest.mark.skipif(models.smollm2_wheel_dir() is None and not (models.cache_root() / "smollm2-135m-instruct").exists(),
+@pytest.mark.skipif(store.smollm2_wheel_dir() is None and not (store.cache_root() / "smollm2-135m-instruct").exists(),
                     reason="SmolLM2 not installed (python -m longrm_utils setup)")
 def test_loss_only_on_the_judgement_smollm2_template(tmp_path):
     """SmolLM2's chat template has no {% generation %} markers: prompt/completion data must still mask."""

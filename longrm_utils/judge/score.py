@@ -29,7 +29,7 @@ from typing import Any, Iterable, Sequence
 
 from ..cli import ArgumentParser
 from ..constants import BUCKET_ORDER, BUCKETS, RESULT_COLUMNS, SAME_SUBTYPE, TASKS
-from ..contracts import (METRICS, PREDICTIONS, RESULTS, RUN_CONFIG, TIMINGS, group_items, is_pairwise,
+from ..contracts import (METRICS, PREDICTIONS, RESULTS, TIMINGS, group_items, is_pairwise,
                          read_predictions, run_config, top1_correct)
 from ..io import read_jsonl, write_json, write_text
 from ..stats import BOOT_SEED, N_BOOT, auc, bootstrap_ci, ece

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import models
+from .. import models, store
 from ..io import write_jsonl
 from ..rundir import register_artifact
 from ..train import bon
@@ -36,7 +36,7 @@ def check_planner(lengths: Sequence[int], *, kind: str = "generative") -> list[d
 
     Returns :func:`~longrm_utils.train.memory_measure.validate`'s rows.
     """
-    shape = ModelShape.from_config(models.build_tiny(0), name="tiny")
+    shape = ModelShape.from_config(store.build_tiny(0), name="tiny")
     rows = validate("tiny", tuple(lengths), shape=shape, kind=kind)
     for r in rows:
         print(f"tiny SFT step, {r['seq_len']:>6,} tokens: measured {r['measured_bytes'] / 2**20:7.1f} MiB, "

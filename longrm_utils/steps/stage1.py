@@ -29,7 +29,7 @@ from ..judge.run import default_judge_id, spread
 from ..rundir import register_artifact
 from ..train.evidence import item_critical, item_golden, item_scores, n_tokens, retrieve_critical, split_chunks
 from ..train.official import load_official_sft
-from ..train.sft import SFTResult, SFTRun, losses, train_sft, train_stages
+from ..train.sft import SFTResult, SFTRun, losses, train_stages
 from ..train.stage1_data import (Synthesised, example_content, filler_pool, leakage_report, short_to_long,
                                  synthesize_stage1)
 from ..train.teachers import Focus, ModelTeacher, RuleTeacher, fit_judgement
@@ -141,11 +141,12 @@ def check_leakage(examples: Sequence[dict], eval_sets: dict[str, Sequence[dict]]
 # --- training -------------------------------------------------------------------------------------
 
 def pilot(rd: str | os.PathLike, run: dict, examples: Sequence[dict], *, steps: int,
-          device: str = "auto") -> SFTResult:
+          device: str = "auto", launch: str | None = None) -> SFTResult:
     """Time ``steps`` steps of ``run`` on ``examples`` (logged every step) in ``rd/scratch/04_pilot``,
-    from scratch; print the seconds per step and the peak memory."""
+    from scratch; print the seconds per step and the peak memory (of the main process when launched)."""
     cfg = SFTRun.from_dict({**run, "max_steps": steps, "logging_steps": 1})
-    res = train_sft(cfg, examples, Path(rd) / PILOT_DIR, device=device, resume=False)
+    res = train_stages(cfg, [("pilot", examples, steps)], Path(rd) / PILOT_DIR, device=device, resume=False,
+                       launch=launch)[0]
     print(f"pilot at {max(res.token_lengths)} tokens: {res.wall_s / steps:.2f} s/step, "
           f"peak memory {res.peak_mem_gib:.2f} GiB")
     return res
@@ -154,32 +155,35 @@ def pilot(rd: str | os.PathLike, run: dict, examples: Sequence[dict], *, steps: 
 def train_long(rd: str | os.PathLike, run: dict, long_ex: Sequence[dict], stage_ex: dict[int, list], *,
                long_targets: Sequence[int], long_steps: int, pilot_steps: int = 0,
                curriculum_targets: Sequence[int] = (), curriculum_steps: Sequence[int] = (),
-               device: str = "auto") -> dict[str, SFTResult]:
+               device: str = "auto", launch: str | None = None) -> dict[str, SFTResult]:
     """The long run: an optional :func:`pilot` at the longest target, then the curriculum stages
     (``ctx<target>``, ``curriculum_steps`` each) and the ``long`` stage, each continuing the previous
-    weights, into ``rd/models/<model_id>`` (registered). Prints each stage's summary.
+    weights, into ``rd/models/<model_id>`` (registered). Prints each stage's summary. ``launch``: an
+    accelerate config; training then runs under ``accelerate launch`` (``train.sft.train_stages``).
 
     Returns ``{stage name: result}`` in training order; ``["long"]`` holds the trained model.
     """
     cfg = SFTRun.from_dict(run)
     if pilot_steps:
         pilot(rd, run, [e for e in long_ex if e["target_tokens"] == max(long_targets)], steps=pilot_steps,
-              device=device)
+              device=device, launch=launch)
     stages = [(f"ctx{t}", stage_ex[t], n) for t, n in zip(curriculum_targets, curriculum_steps)]
     stages.append(("long", long_ex, long_steps))
     out = Path(rd) / "models" / cfg.model_id
-    results = train_stages(cfg, stages, out, device=device)
+    results = train_stages(cfg, stages, out, device=device, launch=launch)
     register_artifact(rd, f"models/{cfg.model_id}", out)
     for (name, _, _), r in zip(stages, results):
         print(f"stage {name}: {json.dumps(r.summary())}")
     return {name: r for (name, _, _), r in zip(stages, results)}
 
 
-def train_short(rd: str | os.PathLike, run: dict, examples: Sequence[dict], *, device: str = "auto") -> SFTResult:
-    """Train the short run into ``rd/models/<model_id>`` (registered); print its summary."""
+def train_short(rd: str | os.PathLike, run: dict, examples: Sequence[dict], *, device: str = "auto",
+                launch: str | None = None) -> SFTResult:
+    """Train the short run into ``rd/models/<model_id>`` (registered; ``launch`` as in :func:`train_long`);
+    print its summary."""
     cfg = SFTRun.from_dict(run)
     out = Path(rd) / "models" / cfg.model_id
-    res = train_sft(cfg, examples, out, device=device)
+    res = train_stages(cfg, [("short", examples, cfg.max_steps)], out, device=device, launch=launch)[0]
     register_artifact(rd, f"models/{cfg.model_id}", out)
     print(json.dumps(res.summary()))
     return res

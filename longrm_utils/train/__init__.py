@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -22,6 +23,7 @@ SUBCOMMANDS = {
     "sft": "Stage I: short-to-long synthesis + SFT of a generative judge",
     "align-gen": "Stage II: multi-reject alignment of a generative judge (train/align.py)",
     "align-scalar": "Stage II: Bradley-Terry alignment of a scalar RM (train/align.py)",
+    "launched": "run a spec file written by train/launch.py's accelerate_train, on every rank",
 }
 
 
@@ -61,6 +63,20 @@ def sft_cli(argv: list[str]) -> int:
     return 0
 
 
+def launched_cli(argv: list[str]) -> int:
+    """``train launched SPEC``: the call a spec file describes (:func:`.launch.accelerate_train`), on every rank."""
+    if len(argv) != 1:
+        print("usage: longrm train launched SPEC.json  (written by accelerate_train)", file=sys.stderr)
+        return 2
+    path = Path(argv[0])
+    spec = json.loads(path.read_text())
+    run = {"align": align.launched, "stages": sft.launched}.get(spec.get("verb"))
+    if run is None:
+        raise ValueError(f"{path}: unknown verb {spec.get('verb')!r}; expected 'align' or 'stages'")
+    run(spec, path.parent)
+    return 0
+
+
 def cli(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
         print("usage: python -m longrm_utils train <subcommand> [options]\n\nsubcommands:")
@@ -68,5 +84,6 @@ def cli(argv: list[str]) -> int:
             print(f"  {k:13s} {h}")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     sub, rest = argv[0], argv[1:]
-    run = {"sft": sft_cli, "align-gen": align.cli_generative, "align-scalar": align.cli_scalar}[sub]
+    run = {"sft": sft_cli, "align-gen": align.cli_generative, "align-scalar": align.cli_scalar,
+           "launched": launched_cli}[sub]
     return run(rest)

@@ -33,14 +33,14 @@ from typing import Any, Iterator, Sequence
 
 from ..cli import ArgumentParser, add_flag
 from .. import constants, models
-from ..contracts import PrefItem, read_pref_jsonl
+from ..contracts import PrefItem, read_pref_jsonl, write_pref_jsonl
 from ..io import append_jsonl, write_json, write_text
-from ..runtime import progress_enabled
-from . import longctx
+from ..runtime import launched_world_size, pick_device, progress_enabled
+from . import launch as launching, longctx
 from .losses import bradley_terry_loss, completion_logps, multi_reject_simpo_loss, scalar_scores
 from .official import load_official_simpo, looks_official
 from .options import add_dataclass_args
-from .tracking import DEFAULT_REPORT_TO, StepWriter
+from .tracking import DEFAULT_REPORT_TO, StepWriter, beside
 
 KINDS = ("generative", "scalar")
 METHODS = ("lora", "qlora", "full")
@@ -73,6 +73,11 @@ class AlignConfig:
     """Encode the prompt once per item (False: once per response, as trl does)."""
     report_to: str = DEFAULT_REPORT_TO
     """Tracking: ``tensorboard`` writes each step's scalars to ``RUN/tensorboard/<model>``; ``none`` writes nothing."""
+    mixed_precision: str = "auto"
+    """``bf16`` (autocast; a full fine-tune then keeps fp32 master weights) or ``no``. ``auto``: the launch
+    config's setting under ``accelerate launch``, else bf16 on a GPU that has it and none on CPU."""
+    save_steps: int = 0
+    """Save a resumable checkpoint every N optimizer steps (0: none) in the model's checkpoint folder."""
     seed: int = 0
 
     @classmethod
@@ -159,74 +164,223 @@ def _cycle(n: int, seed: int) -> Iterator[int]:
             yield order.pop()
 
 
-def _step(model, enc: list[Encoded], picks: Iterator[int], params, opt, sched, cfg: AlignConfig, kind: str,
-          pad_id: int) -> dict:
-    """One optimizer step over ``cfg.items_per_step`` items, accumulated one item at a time."""
+class _Run:
+    """What one optimizer step needs: the Accelerator, the model to call and its trainable parameters.
+
+    Three set-ups, chosen by the launch (``configs/accelerate/``):
+
+    * one process: plain PyTorch under the Accelerator's autocast;
+    * several processes without sharding (DDP configs, 2 CPU processes in the tests): each rank scores
+      its share of the step's items and the trainable gradients are summed across ranks by hand before
+      the step. The shared-prefix forward calls the backbone twice and the LM head apart, which a DDP
+      wrapper (one ``forward`` per backward) does not allow; the sum is the same gradient as one process;
+    * FSDP2 (``fsdp2.yaml``): ``accelerator.prepare`` shards weights, gradients and Adam states; the
+      forward runs through the sharded modules and FSDP averages the gradients, hence the ``world`` factor.
+    """
+
+    def __init__(self, acc, model, params, opt, sched, sharded: bool):
+        self.acc, self.model, self.params, self.opt, self.sched, self.sharded = acc, model, params, opt, sched, sharded
+        self.world, self.rank = acc.num_processes, acc.process_index
+
+
+class _TrainState:
+    """The resumable state of an unsharded run (trainable weights, optimizer, scheduler), saved by accelerate."""
+
+    def __init__(self, named: list, opt, sched):
+        self.named, self.opt, self.sched = named, opt, sched
+
+    def state_dict(self) -> dict:
+        return {"params": {n: p.detach().clone() for n, p in self.named}, "opt": self.opt.state_dict(),
+                "sched": self.sched.state_dict()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        import torch
+
+        with torch.no_grad():
+            for n, p in self.named:
+                p.copy_(sd["params"][n])
+        self.opt.load_state_dict(sd["opt"])
+        self.sched.load_state_dict(sd["sched"])
+
+
+def make_accelerator(cfg: AlignConfig, device: str):
+    """The Accelerator of a Stage II run (create it *before* loading the model: FSDP reads its state)."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = os.environ.get("ACCELERATE_MIXED_PRECISION") or (
+            "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "no")
+    if mp not in ("no", "bf16"):
+        raise ValueError(f"mixed_precision={mp!r}: Stage II runs 'bf16' or 'no' (fp16 would need a loss scaler)")
+    acc = Accelerator(mixed_precision=mp, cpu=not device.startswith("cuda"))
+    if acc.distributed_type == DistributedType.DEEPSPEED:
+        raise ValueError("Stage II's loop runs one process, DDP or FSDP2 launches, not DeepSpeed: launch it with "
+                         "configs/accelerate/fsdp2.yaml (Stage I's trl trainer takes the DeepSpeed configs)")
+    return acc
+
+
+def _sum_grads(params) -> None:
+    """Sum the trainable gradients over the ranks (one flat all-reduce)."""
+    import torch
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1).float() for g in grads])
+    dist.all_reduce(flat)
+    off = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[off:off + g.numel()].view_as(p).to(p.dtype)
+        off += g.numel()
+
+
+def _step(run: _Run, enc: list[Encoded], picks: Iterator[int], cfg: AlignConfig, kind: str, pad_id: int) -> dict:
+    """One optimizer step over ``cfg.items_per_step`` items, split over the ranks, accumulated one item at a time."""
     import torch
 
     t0 = time.perf_counter()
-    opt.zero_grad(set_to_none=True)
-    tot, margins, wins = 0.0, [], []
-    for _ in range(cfg.items_per_step):
-        loss, m, w = item_loss(model, enc[next(picks)], cfg, kind, pad_id)
-        (loss / cfg.items_per_step).backward()
-        tot += float(loss.detach()) / cfg.items_per_step
-        margins.append(m)
-        wins.append(w)
-    gn = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-    opt.step()
-    sched.step()
-    return {"loss": round(tot, 5), "margin": round(sum(margins) / len(margins), 5),
-            "win_rate": sum(wins) / len(wins), "grad_norm": round(float(gn), 4),
-            "lr": sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 3)}
+    run.opt.zero_grad(set_to_none=True)
+    mine = [next(picks) for _ in range(cfg.items_per_step)][run.rank::run.world]
+    scale = (run.world if run.sharded else 1) / cfg.items_per_step
+    stats = torch.zeros(3, dtype=torch.float64, device=run.acc.device)  # loss, margin, wins
+    for i in mine:
+        with run.acc.autocast():
+            loss, m, w = item_loss(run.model, enc[i], cfg, kind, pad_id)
+        run.acc.backward(loss * scale)
+        stats += torch.tensor([float(loss.detach()), m, float(w)], dtype=torch.float64, device=stats.device)
+    if run.world > 1:
+        if not run.sharded:
+            _sum_grads(run.params)
+        stats = run.acc.reduce(stats, reduction="sum")
+    gn = run.acc.clip_grad_norm_(run.params, cfg.max_grad_norm)
+    run.opt.step()
+    run.sched.step()
+    n = cfg.items_per_step
+    return {"loss": round(float(stats[0]) / n, 5), "margin": round(float(stats[1]) / n, 5),
+            "win_rate": float(stats[2]) / n, "grad_norm": round(float(gn), 4),
+            "lr": run.sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def checkpoints(out_dir: str | os.PathLike) -> list[Path]:
+    """The resumable Stage II checkpoints of the model folder ``out_dir``, oldest first."""
+    ck = beside(out_dir, "checkpoints")
+    found = [p for p in ck.glob("step-*") if (p / "trainer_state.json").exists()] if ck.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _save_checkpoint(run: _Run, out_dir, step: int, log: list, cfg: AlignConfig) -> None:
+    import shutil
+
+    path = beside(out_dir, "checkpoints") / f"step-{step}"
+    run.acc.save_state(str(path))
+    if run.acc.is_main_process:
+        write_json(path / "trainer_state.json", {"step": step, "log": log, "config": asdict(cfg)})
+        for old in checkpoints(out_dir)[:-2]:  # keep the last two
+            shutil.rmtree(old, ignore_errors=True)
+    run.acc.wait_for_everyone()
+
+
+def _resume(run: _Run, out_dir, cfg: AlignConfig) -> tuple[int, list]:
+    """Load the newest checkpoint of ``out_dir``; returns ``(its step, its log)`` or ``(0, [])``."""
+    found = checkpoints(out_dir)
+    if not found:
+        return 0, []
+    state = json.loads((found[-1] / "trainer_state.json").read_text())
+    for key in ("items_per_step", "seed", "V", "max_steps"):
+        if state["config"][key] != getattr(cfg, key):
+            raise ValueError(f"{found[-1]}: this checkpoint was saved with {key}={state['config'][key]}, the run asks "
+                             f"for {getattr(cfg, key)}; resume with the same setting or delete the checkpoints")
+    run.acc.load_state(str(found[-1]))
+    print(f"resumed from {found[-1]} (step {state['step']})")
+    return state["step"], state["log"]
+
+
+def _ranks_agree(run: _Run):
+    """Whether every rank holds the same trainable weights (None for one process or a sharded model)."""
+    import torch
+
+    if run.world == 1 or run.sharded:
+        return None
+    sums = torch.stack([p.detach().double().sum() for p in run.params]).to(run.acc.device)
+    every = run.acc.gather(sums.unsqueeze(0))
+    return bool((every == every[0]).all())
 
 
 def train_loop(loaded, items: Sequence[PrefItem], cfg: AlignConfig, *, kind: str, out_dir: str | os.PathLike | None = None,
-               progress: bool = True) -> dict:
+               progress: bool = True, accelerator=None, resume: bool = True) -> dict:
     """Align ``loaded.model`` (already LoRA-wrapped or full) on preference items; returns a summary.
 
-    One optimizer step accumulates ``cfg.items_per_step`` items; each item is one shared-prefix
-    forward (prompt once, 1 + V responses). Items are visited in a seeded order, cycling. The log
-    (loss, margin, whether the chosen beat every reject, seconds) goes to ``out_dir/train_log.jsonl``.
+    One optimizer step takes ``cfg.items_per_step`` items, split over the processes of a launch;
+    each item is one shared-prefix forward (prompt once, 1 + V responses). Items are visited in a
+    seeded order, cycling, the same for any number of processes. Under ``accelerator``
+    (:func:`make_accelerator`; one is made when None) the step runs with its mixed precision, and
+    FSDP2 shards the model. The log (loss, margin, whether the chosen beat every reject, seconds)
+    goes to ``out_dir/train_log.jsonl``; with ``cfg.save_steps`` and ``out_dir``, resumable
+    checkpoints go beside it (:func:`checkpoints`), and ``resume`` continues from the newest one.
     """
     import torch
+    from accelerate.utils import DistributedType
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
     if kind not in KINDS:
         raise ValueError(f"kind must be 'generative' or 'scalar', got {kind!r}")
+    acc = accelerator or make_accelerator(cfg, loaded.device)
+    if cfg.items_per_step % acc.num_processes:
+        raise ValueError(f"items_per_step={cfg.items_per_step} must be a multiple of the {acc.num_processes} processes")
     enc, counts = encode_items(loaded.tokenizer, items, V=cfg.V, max_length=cfg.max_length, spec=loaded.spec)
     if not enc:
         raise ValueError(f"no training items left: {counts['skipped_too_long']} of {counts['items']} exceed "
                          f"max_length={cfg.max_length}")
     model = loaded.model
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
         raise ValueError("the model has no trainable parameters (add LoRA with models.add_lora, or unfreeze)")
     torch.manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([p for _, p in named], lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     sched = get_scheduler("linear", opt, num_warmup_steps=int(math.ceil(cfg.warmup_ratio * cfg.max_steps)),
                           num_training_steps=cfg.max_steps)
+    sharded = acc.distributed_type == DistributedType.FSDP
+    if sharded:
+        model, opt = acc.prepare(model, opt)
+        acc.register_for_checkpointing(sched)
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    else:
+        if acc.num_processes > 1:  # every rank starts from rank 0's weights
+            for _, p in named:
+                torch.distributed.broadcast(p.data, 0)
+        acc.register_for_checkpointing(_TrainState(named, opt, sched))
+    run = _Run(acc, model, [p for _, p in named], opt, sched, sharded)
     picks = _cycle(len(enc), cfg.seed)
-    log_path = Path(out_dir) / "train_log.jsonl" if out_dir is not None else None
+    done, log = _resume(run, out_dir, cfg) if (resume and out_dir is not None) else (0, [])
+    for _ in range(done * cfg.items_per_step):
+        next(picks)
+    main = acc.is_main_process
+    log_path = Path(out_dir) / "train_log.jsonl" if out_dir is not None and main else None
     if log_path is not None:
-        write_text(log_path, "")
-    log = []
-    writer = StepWriter(cfg.report_to, out_dir, prefix=f"align-{kind}")
-    bar = tqdm(range(cfg.max_steps), desc=f"align-{kind}", disable=not progress_enabled(progress))
+        write_text(log_path, "".join(json.dumps(r) + "\n" for r in log))
+    writer = StepWriter(cfg.report_to if main else "none", out_dir, prefix=f"align-{kind}")
+    bar = tqdm(range(done, cfg.max_steps), desc=f"align-{kind}", initial=done, total=cfg.max_steps,
+               disable=not (main and progress_enabled(progress)))
     for step in bar:
-        row = {"step": step + 1, **_step(model, enc, picks, params, opt, sched, cfg, kind, loaded.tokenizer.pad_token_id)}
+        row = {"step": step + 1, **_step(run, enc, picks, cfg, kind, loaded.tokenizer.pad_token_id)}
         log.append(row)
         if log_path is not None:
             append_jsonl(row, log_path)
         writer.log(step + 1, row)
         bar.set_postfix(loss=row["loss"], win=row["win_rate"])
+        if out_dir is not None and cfg.save_steps and (step + 1) % cfg.save_steps == 0:
+            _save_checkpoint(run, out_dir, step + 1, log, cfg)
     writer.close()
     model.eval()
     return {"kind": kind, "config": asdict(cfg), "data": counts, "log": log,
             "first_loss": log[0]["loss"], "last_loss": log[-1]["loss"],
-            "seconds": round(sum(r["seconds"] for r in log), 2)}
+            "seconds": round(sum(r["seconds"] for r in log), 2), "resumed_from_step": done,
+            "world_size": run.world, "distributed_type": str(acc.distributed_type).split(".")[-1],
+            "mixed_precision": acc.mixed_precision, "ranks_agree": _ranks_agree(run)}
 
 
 def pair_accuracy(loaded, items: Sequence[PrefItem], *, kind: str, cfg: AlignConfig | None = None) -> dict:
@@ -264,38 +418,84 @@ def train_alignment(model: str, items: Sequence[PrefItem], cfg: AlignConfig, out
                     kind: str, method: str = "lora", lora_r: int = 16, quantization: str | None = None,
                     device: str = "auto", attn: str = "auto", gradient_checkpointing: bool = False,
                     offload_checkpoints: bool = False, mlp_tile_tokens: int = 0, lora_dropout: float = 0.05,
-                    eval_items: Sequence[PrefItem] | None = None, progress: bool = True) -> AlignResult:
+                    eval_items: Sequence[PrefItem] | None = None, progress: bool = True, resume: bool = True,
+                    launch: str | None = None) -> AlignResult:
     """Load ``model``, add LoRA, align it on ``items``, save it to ``out_dir`` and return the result.
 
     ``model`` is a preset, a model folder or a saved course model (whose LoRA adapter loads on its
     base and keeps training; its folder is recorded as ``init`` in ``longrm.json``). ``method``:
-    ``lora``, ``qlora`` (4-bit base + LoRA) or ``full``; ``quantization`` loads the base quantized
-    for any method (``qlora`` implies ``4bit``). ``eval_items`` are scored with
-    :func:`pair_accuracy` before and after training. The memory switches (checkpointing, its
-    ``offload_checkpoints`` to host RAM, ``mlp_tile_tokens``) are :mod:`.longctx`'s. ``out_dir``
-    receives the adapter or weights,
-    ``longrm.json`` (method ``stage2-<kind>-<method>``, the config as ``stage2``),
-    ``train_log.jsonl`` and ``train_summary.json``.
+    ``lora``, ``qlora`` (4-bit base + LoRA) or ``full`` (fp32 master weights under bf16 autocast);
+    ``quantization`` loads the base quantized for any method (``qlora`` implies ``4bit``).
+    ``eval_items`` are scored with :func:`pair_accuracy` before and after training. The memory
+    switches (checkpointing, its ``offload_checkpoints`` to host RAM, ``mlp_tile_tokens``) are
+    :mod:`.longctx`'s. ``resume`` continues from the newest checkpoint (``cfg.save_steps``).
+
+    ``launch``: an accelerate config (``configs/accelerate/<x>.yaml``). The same call then runs as
+    ``accelerate launch --config_file <x> -m longrm_utils train launched …`` in a subprocess whose
+    output streams here, and the saved model is loaded back (:mod:`.launch`).
+
+    ``out_dir`` receives the adapter or weights, ``longrm.json`` (method ``stage2-<kind>-<method>``,
+    the config as ``stage2``), ``train_log.jsonl`` and ``train_summary.json``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be 'generative' or 'scalar', got {kind!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    args = dict(kind=kind, method=method, lora_r=lora_r, quantization=quantization, device=device, attn=attn,
+                gradient_checkpointing=gradient_checkpointing, offload_checkpoints=offload_checkpoints,
+                mlp_tile_tokens=mlp_tile_tokens, lora_dropout=lora_dropout, progress=progress, resume=resume)
+    if launch and launched_world_size() == 1:
+        return _launch_alignment(model, items, cfg, Path(out_dir), eval_items, args, launch)
+    device = pick_device(device)
+    acc = make_accelerator(cfg, device)
+    full_fp32 = method == "full" and acc.mixed_precision == "bf16"
     loaded = models.load(model, kind=models.SCALAR if kind == "scalar" else models.GENERATIVE, device=device,
                          attn=attn, quantization=quantization or ("4bit" if method == "qlora" else None),
-                         seed=cfg.seed, trainable=True, max_context=cfg.max_length)
+                         seed=cfg.seed, trainable=True, max_context=cfg.max_length,
+                         dtype="float32" if full_fp32 else None)
     if method in ("lora", "qlora") and not hasattr(loaded.model, "peft_config"):
         loaded = models.add_lora(loaded, r=lora_r, dropout=lora_dropout, gradient_checkpointing=gradient_checkpointing)
     if gradient_checkpointing:
         longctx.enable_checkpointing(loaded.model, offload=offload_checkpoints)
     longctx.tile_mlp(loaded.model, mlp_tile_tokens)
     before = pair_accuracy(loaded, eval_items, kind=kind, cfg=cfg) if eval_items else None
-    summary = train_loop(loaded, items, cfg, kind=kind, out_dir=out_dir, progress=progress)
+    summary = train_loop(loaded, items, cfg, kind=kind, out_dir=out_dir, progress=progress, accelerator=acc,
+                         resume=resume)
     after = pair_accuracy(loaded, eval_items, kind=kind, cfg=cfg) if eval_items else None
-    init = {"init": str(model)} if (Path(model) / models.META_FILE).exists() else {}
-    models.save_model(loaded, out_dir, method=f"stage2-{kind}-{method}", stage2=asdict(cfg), **init)
-    write_json(Path(out_dir) / "train_summary.json", {k: v for k, v in summary.items() if k != "log"})
+    summary.update(before=before, after=after)
+    init = {"init": str(model)} if models.read_meta(model) else {}
+    state = acc.get_state_dict(loaded.model) if summary["distributed_type"] == "FSDP" else None
+    if acc.is_main_process:
+        models.save_model(loaded, out_dir, state_dict=state, method=f"stage2-{kind}-{method}", stage2=asdict(cfg),
+                          **init)
+        write_json(Path(out_dir) / "train_summary.json", {k: v for k, v in summary.items() if k != "log"})
+    acc.wait_for_everyone()
     return AlignResult(Path(out_dir), loaded, summary, before, after)
+
+
+def _launch_alignment(model: str, items, cfg: AlignConfig, out_dir: Path, eval_items, args: dict,
+                      config: str) -> AlignResult:
+    """:func:`train_alignment` through ``accelerate launch``: write the items and the call, launch, load back."""
+    spec_dir = beside(out_dir, "launch")
+    write_pref_jsonl(items, spec_dir / "items.jsonl")
+    if eval_items:
+        write_pref_jsonl(eval_items, spec_dir / "eval_items.jsonl")
+    spec = {"verb": "align", "model": str(model), "out_dir": str(out_dir), "cfg": asdict(cfg), "args": args,
+            "items": "items.jsonl", "eval_items": "eval_items.jsonl" if eval_items else None}
+    launching.accelerate_train(config, spec, spec_dir)
+    summary = json.loads((out_dir / "train_summary.json").read_text())
+    summary["log"] = [json.loads(x) for x in (out_dir / "train_log.jsonl").read_text().splitlines() if x.strip()]
+    quant = args["quantization"] or ("4bit" if args["method"] == "qlora" else None)
+    loaded = models.load(str(out_dir), device=args["device"], attn=args["attn"], quantization=quant,
+                         max_context=cfg.max_length)
+    return AlignResult(out_dir, loaded, summary, summary.get("before"), summary.get("after"))
+
+
+def launched(spec: dict, folder: Path) -> None:
+    """The launched side of :func:`_launch_alignment` (``train launched``): the same call, on every rank."""
+    eval_file = spec["eval_items"] and folder / spec["eval_items"]
+    train_alignment(spec["model"], read_pref_jsonl(folder / spec["items"]), AlignConfig(**spec["cfg"]),
+                    spec["out_dir"], eval_items=read_pref_jsonl(eval_file) if eval_file else None, **spec["args"])
 
 
 # --- CLI: `python -m longrm_utils train align-gen|align-scalar ...` -------------------------------
@@ -318,6 +518,7 @@ def _parser(prog: str, kind: str) -> argparse.ArgumentParser:
     add_flag(p, "offload-checkpoints", default=False, help="keep checkpointed layer inputs in pinned host RAM (GPU)")
     p.add_argument("--mlp-tile-tokens", type=int, default=0, help="run each MLP over token tiles of this size (0: off)")
     p.add_argument("--lora-dropout", type=float, default=0.05, help="dropout of a fresh LoRA adapter (0 with tiling)")
+    add_flag(p, "resume", default=True, help="continue from the newest checkpoint of --out (see --save-steps)")
     add_dataclass_args(p, AlignConfig)
     return p
 
@@ -332,8 +533,9 @@ def _cli(argv: list[str], kind: str) -> int:
     res = train_alignment(a.model, items, cfg, a.out, kind=kind, method=a.method, lora_r=a.lora_r, device=a.device,
                           attn=a.attn, gradient_checkpointing=a.gradient_checkpointing,
                           offload_checkpoints=a.offload_checkpoints, mlp_tile_tokens=a.mlp_tile_tokens,
-                          lora_dropout=a.lora_dropout)
-    print(json.dumps({k: res.summary[k] for k in ("first_loss", "last_loss", "seconds", "data")}, indent=2))
+                          lora_dropout=a.lora_dropout, resume=a.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: res.summary[k] for k in ("first_loss", "last_loss", "seconds", "data")}, indent=2))
     return 0
 
 

@@ -1,8 +1,13 @@
-"""Multi-GPU launch configs and a multi-process smoke test (notebook 08).
+"""Multi-GPU launches: the configs, the training subprocess, and a multi-process smoke test.
 
 * :func:`accelerate_configs` / :func:`launch_plan`: the course's ``configs/accelerate/*.yaml``,
   parsed exactly as ``accelerate launch --config_file`` parses them, with the environment each rank
   would get; no GPU and no deepspeed needed.
+* :func:`accelerate_train`: how a notebook trains on several GPUs. A Jupyter kernel is one process,
+  and on 8 GPUs it would give trl's Trainer 8 devices to DataParallel and load the model before any
+  distributed state exists. So the call (Stage I's curriculum, or Stage II) is written to a spec
+  file and run by ``accelerate launch --config_file <x> -m longrm_utils train launched <spec>`` in
+  a subprocess; its output streams into the notebook, and the caller loads the saved model back.
 * :func:`run_ddp_smoke`: one real DDP training step of the tiny model on CPU processes (torchrun,
   gloo), checking that the ranks end with identical parameters.
 * :data:`CP_ON_CPU`: why context parallelism cannot be shown on CPU.
@@ -11,8 +16,11 @@
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -73,6 +81,61 @@ def launch_plan(path: str | os.PathLike) -> dict:
     return {"file": str(path), "distributed_type": dtype, "num_processes": int(args.num_processes),
             "mixed_precision": args.mixed_precision, "zero_stage": int(zero) if zero else None,
             "fsdp_version": getattr(fsdp, "fsdp_version", None), "parallelism": par, "env": env}
+
+
+def config_path(config: str | os.PathLike) -> Path:
+    """An accelerate config by path, or relative to the checkout (``configs/accelerate/ddp.yaml``), or by stem."""
+    for p in (Path(config), REPO_ROOT / config):
+        if p.is_file():
+            return p.resolve()
+    if str(config) in accelerate_configs():
+        return accelerate_configs()[str(config)]
+    raise FileNotFoundError(f"accelerate config {config!r} not found; have {sorted(accelerate_configs())} "
+                            "in configs/accelerate/")
+
+
+def accelerate_train(config: str | os.PathLike, spec: dict, folder: str | os.PathLike) -> None:
+    """Write ``spec`` to ``folder/spec.json`` and run ``accelerate launch --config_file <config> -m
+    longrm_utils train launched <that file>``, streaming its output; raise with its last lines when it fails.
+
+    The config is parsed first as the launcher would (:func:`launch_plan`). Without CUDA each process
+    gets one thread (two torch jobs with two threads each on a 2-core machine crawl).
+    """
+    import torch
+
+    path = config_path(config)
+    launch_plan(path)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spec.json").write_text(json.dumps(spec, indent=1) + "\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               PYTHONUNBUFFERED="1")
+    if not torch.cuda.is_available():
+        env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path),
+           "-m", "longrm_utils", "train", "launched", str(folder / "spec.json")]
+    print("$", shlex.join(["accelerate", "launch"] + cmd[3:]), flush=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            cwd=str(REPO_ROOT), start_new_session=True)
+    tail: collections.deque = collections.deque(maxlen=12)
+    errors: dict[str, None] = {}  # the ranks' own error lines, before torchrun's report buries them
+    try:
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            tail.append(line)
+            if _ERROR_LINE.match(line) and len(errors) < 8:
+                errors[line] = None
+        rc = proc.wait()
+    except BaseException:  # an interrupted cell stops every rank, not just the launcher
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if rc != 0:
+        raise RuntimeError(f"accelerate launch exited with {rc} ({path.name}, {folder / 'spec.json'}); "
+                           "the ranks' errors:\n" + "".join(errors) + "its last lines:\n" + "".join(tail))
+
+
+_ERROR_LINE = re.compile(r"^(longrm\S* \w+: error:|[\w.]*(Error|Exception)\b(?!.*ChildFailedError))")
 
 
 CP_ON_CPU = (

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import models
+from .. import models, store
 from ..constants import REPO_ROOT
 from ..runtime import quiet, seed_everything, set_threads
 from .longctx import LOSS_CHUNK
@@ -162,7 +162,7 @@ def validate(model: str = "tiny", lengths=(1024, 2048, 4096, 8192), *, shape: Mo
              **kw: Any) -> list[dict]:
     """Measure at several lengths and put the prediction beside each; ``ratio`` = predicted / measured."""
     if shape is None:
-        shape = ModelShape.from_config(models.build_tiny(0) if model in ("tiny", "tiny-rm") else model, name=model)
+        shape = ModelShape.from_config(store.build_tiny(0) if model in ("tiny", "tiny-rm") else model, name=model)
     rows = []
     for n in lengths:
         m = measure_step(model, seq_len=n, **kw)

@@ -19,6 +19,7 @@ the tokenizer, ``longrm.json``, ``sft_run.json`` and ``train_log.jsonl`` into ``
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -27,9 +28,9 @@ from typing import Any, Sequence
 
 from .. import models
 from ..constants import STAGE1_TABLE4
-from ..io import write_json, write_jsonl
-from ..runtime import pick_device, progress_enabled, quiet, seed_everything
-from . import longctx
+from ..io import read_jsonl, write_json, write_jsonl
+from ..runtime import launched_world_size, pick_device, progress_enabled, quiet, seed_everything
+from . import launch as launching, longctx
 from .tracking import DEFAULT_REPORT_TO, beside, integrations, trainer_logging
 
 METHODS = ("full", "lora", "qlora")
@@ -162,6 +163,8 @@ class SFTResult:
     packing: bool
     trained_params: int
     total_params: int
+    world_size: int = 1
+    """Processes that trained it (``accelerate launch``); 1 in the notebook's own kernel."""
 
     def summary(self) -> dict[str, Any]:
         losses = [r["loss"] for r in self.log if "loss" in r]
@@ -171,7 +174,8 @@ class SFTResult:
                 "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
                 "wall_s": round(self.wall_s, 1), "peak_mem_gib": round(self.peak_mem_gib, 2),
                 "resumed_from": self.resumed_from, "attn": self.attn, "packing": self.packing,
-                "trained_params": self.trained_params, "total_params": self.total_params}
+                "trained_params": self.trained_params, "total_params": self.total_params,
+                "world_size": self.world_size}
 
 
 def example_length(tokenizer, ex: dict, spec: models.ModelSpec | None = None) -> int:
@@ -302,15 +306,19 @@ def build_trainer(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *,
 
     datasets.disable_progress_bars()
     check_examples(examples)
-    device = pick_device(device)
+    device = pick_device(device)  # under a launcher: this rank's device, torch.distributed initialised
+    # The trainer's arguments exist before the model: under a DeepSpeed ZeRO-3 launch they hold the
+    # config that makes from_pretrained load the weights already partitioned.
+    args = sft_config(cfg, Path(out_dir), device, packing=False)
     loaded = loaded or load_for_training(cfg, device)
     kept, lengths, skipped = filter_by_length(loaded.tokenizer, examples, cfg.max_length, loaded.spec)
     if not kept:
         raise ValueError(f"SFTRun {cfg.model_id!r}: all {len(examples)} examples are longer than "
                          f"max_length={cfg.max_length} tokens; raise max_length or shorten the synthesis target")
     packing = use_packing(cfg, loaded.attn)
+    args.packing = args.padding_free = packing
     with trainer_logging(cfg.report_to, out_dir):
-        trainer = SFTTrainer(model=loaded.model, args=sft_config(cfg, Path(out_dir), loaded.device, packing),
+        trainer = SFTTrainer(model=loaded.model, args=args,
                              train_dataset=_to_dataset(kept, loaded.spec), processing_class=loaded.tokenizer,
                              callbacks=callbacks)
     return trainer, loaded, lengths, skipped, packing
@@ -387,12 +395,30 @@ def train_sft(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *, dev
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
     log = [dict(r) for r in trainer.state.log_history]
-    models.save_model(trained, out_dir, base=_base_preset(cfg.base), method=cfg.method, stage="stage1-sft",
-                      steps=trainer.state.global_step, **(extra_meta or {}))
-    write_json(out_dir / "sft_run.json", asdict(cfg))
-    write_jsonl(log, out_dir / "train_log.jsonl")
-    return SFTResult(out_dir, trained, log, len(lengths), skipped, lengths, wall, mem.peak, resumed, loaded.attn,
-                     packing, n_train, n_total)
+    res = SFTResult(out_dir, trained, log, len(lengths), skipped, lengths, wall, mem.peak, resumed, loaded.attn,
+                    packing, n_train, n_total, trainer.accelerator.num_processes)
+    state = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
+    if trainer.accelerator.is_main_process:
+        models.save_model(trained, out_dir, state_dict=state, base=_base_preset(cfg.base), method=cfg.method,
+                          stage="stage1-sft", steps=trainer.state.global_step, **(extra_meta or {}))
+        write_json(out_dir / "sft_run.json", asdict(cfg))
+        write_jsonl(log, out_dir / "train_log.jsonl")
+        write_json(out_dir / RESULT_FILE, {f.name: getattr(res, f.name) for f in fields(SFTResult)
+                                           if f.name not in ("out_dir", "loaded", "log")})
+    trainer.accelerator.wait_for_everyone()
+    return res
+
+
+RESULT_FILE = "sft_result.json"
+"""What :func:`train_sft` measured (``SFTResult`` but the model and its log), beside the model."""
+
+
+def read_result(out_dir: str | Path, loaded: models.Loaded | None) -> SFTResult:
+    """The :class:`SFTResult` a (launched) :func:`train_sft` left in ``out_dir``, with ``loaded`` as its model."""
+    out_dir = Path(out_dir)
+    saved = json.loads((out_dir / RESULT_FILE).read_text())
+    log = [json.loads(x) for x in (out_dir / "train_log.jsonl").read_text().splitlines() if x.strip()]
+    return SFTResult(out_dir=out_dir, loaded=loaded, log=log, **saved)
 
 
 def _base_preset(base: str) -> str:
@@ -410,20 +436,43 @@ def losses(log: Sequence[dict]) -> tuple[list[int], list[float]]:
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def _stage_dir(out_dir: Path, stages: Sequence, k: int) -> Path:
+    return out_dir if k == len(stages) - 1 else checkpoint_dir(out_dir) / "stages" / stages[k][0]
+
+
 def train_stages(cfg: SFTRun, stages: Sequence[tuple[str, Sequence[dict], int]], out_dir: str | Path, *,
-                 device: str = "auto") -> list[SFTResult]:
+                 device: str = "auto", resume: bool = True, launch: str | None = None) -> list[SFTResult]:
     """A short-to-long curriculum: ``stages`` are ``(name, examples, max_steps)``, each continuing the
     previous stage's weights. Earlier stages are saved beside the checkpoints
     (``checkpoint_dir(out_dir)/stages/<name>``), the last one in ``out_dir`` itself, so the model
-    folder holds one model; each stage resumes from its own checkpoints."""
+    folder holds one model; each stage resumes from its own checkpoints (unless ``resume=False``).
+
+    ``launch``: an accelerate config (``configs/accelerate/<x>.yaml``); the curriculum then runs under
+    ``accelerate launch`` in a subprocess that streams its output here (:mod:`.launch`), and the
+    last stage's model is loaded back (earlier stages' results carry ``loaded=None``)."""
     out_dir = Path(out_dir)
+    if launch and launched_world_size() == 1:
+        spec_dir = beside(out_dir, "launch")
+        for k, (name, examples, _) in enumerate(stages):
+            write_jsonl(examples, spec_dir / f"stage-{k}.jsonl")
+        spec = {"verb": "stages", "cfg": asdict(cfg), "out_dir": str(out_dir), "device": device, "resume": resume,
+                "stages": [{"name": n, "examples": f"stage-{k}.jsonl", "steps": st} for k, (n, _, st) in enumerate(stages)]}
+        launching.accelerate_train(launch, spec, spec_dir)
+        last = models.load(str(out_dir), device=device, attn=cfg.attn, max_context=cfg.max_length,
+                           quantization="4bit" if cfg.method == "qlora" else None)
+        return [read_result(_stage_dir(out_dir, stages, k), last if k == len(stages) - 1 else None)
+                for k in range(len(stages))]
     results: list[SFTResult] = []
     loaded = None
     for k, (name, examples, steps) in enumerate(stages):
-        last = k == len(stages) - 1
-        where = out_dir if last else checkpoint_dir(out_dir) / "stages" / name
-        res = train_sft(replace(cfg, max_steps=steps), examples, where, device=device, loaded=loaded,
-                        extra_meta={"curriculum_stage": name})
+        res = train_sft(replace(cfg, max_steps=steps), examples, _stage_dir(out_dir, stages, k), device=device,
+                        loaded=loaded, resume=resume, extra_meta={"curriculum_stage": name})
         loaded = res.loaded
         results.append(res)
     return results
+
+
+def launched(spec: dict, folder: Path) -> None:
+    """The launched side of :func:`train_stages` (``train launched``): the same call, on every rank."""
+    stages = [(s["name"], list(read_jsonl(folder / s["examples"])), s["steps"]) for s in spec["stages"]]
+    train_stages(SFTRun(**spec["cfg"]), stages, spec["out_dir"], device=spec["device"], resume=spec["resume"])
