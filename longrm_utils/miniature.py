@@ -28,20 +28,34 @@ MINI_SIZES = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 
 ratio (4 query heads per KV head) is kept, and every projection's width is a multiple of 64, which
 bitsandbytes' 4-bit CPU kernels need."""
 
-CHATML_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{{ '<|im_start|>assistant\\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
-    "{%- else -%}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}"
-    "{%- if enable_thinking is defined and enable_thinking is false -%}{{ '<think>\\n\\n</think>\\n\\n' }}{%- endif -%}"
-    "{%- endif -%}"
-)
-"""ChatML with ``{% generation %}`` markers (trl's ``assistant_only_loss`` needs them); with
-``enable_thinking=False`` the reply opens with an empty thinking block, as Qwen3's template does."""
+def _chatml(qwen3: bool) -> str:
+    """ChatML with ``{% generation %}`` markers (trl's ``assistant_only_loss`` needs them); with
+    ``enable_thinking=False`` the generation prompt opens the reply with an empty thinking block.
+
+    ``qwen3``: as Qwen3's own template, the reply to the last user turn is rendered with its thinking
+    block (empty when the reply has none) whatever ``enable_thinking`` says, so the thinking-off prompt
+    is a prefix of the finished conversation (Stage II's shared prefix and trl's completion mask rely
+    on that); earlier replies carry none."""
+    last_user = ("{%- set ns = namespace(last_user=-1) -%}{%- for message in messages -%}"
+                 "{%- if message['role'] == 'user' -%}{%- set ns.last_user = loop.index0 -%}{%- endif -%}{%- endfor -%}")
+    think = ("{%- if loop.index0 > ns.last_user and '</think>' not in message['content'] -%}"
+             "{{ '<think>\\n\\n</think>\\n\\n' }}{%- endif -%}")
+    return ((last_user if qwen3 else "") +
+            "{%- for message in messages -%}"
+            "{%- if message['role'] == 'assistant' -%}"
+            "{{ '<|im_start|>assistant\\n' }}{% generation %}" + (think if qwen3 else "") +
+            "{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+            "{%- else -%}"
+            "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+            "{%- endif -%}"
+            "{%- endfor -%}"
+            "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}"
+            "{%- if enable_thinking is defined and enable_thinking is false -%}{{ '<think>\\n\\n</think>\\n\\n' }}"
+            "{%- endif -%}{%- endif -%}")
+
+
+CHATML_TEMPLATE = _chatml(qwen3=False)
+QWEN3_TEMPLATE = _chatml(qwen3=True)
 
 QWEN2_TEMPLATE = (
     "{%- if messages[0]['role'] != 'system' -%}"
@@ -86,7 +100,7 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "qwen3": Family("qwen3", 12288 / 4096, 1_000_000.0, 40960, False, CHATML_TEMPLATE,
+    "qwen3": Family("qwen3", 12288 / 4096, 1_000_000.0, 40960, False, QWEN3_TEMPLATE,
                     ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"), "<|im_end|>",
                     "<|endoftext|>", real={"hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
                                             "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,

@@ -66,6 +66,8 @@ def publish(tmp: Path, out: Path, force: bool = False) -> Path:
 # --- the tiny model --------------------------------------------------------------------------------
 
 TINY_VERSION = "2"
+MINI_VERSION = "3"
+"""Part of the cached folders' names: a change to how they are built makes a new folder."""
 
 
 def tiny_dir(seed: int = 0) -> Path:
@@ -98,7 +100,7 @@ def build_tiny(seed: int = 0, force: bool = False) -> Path:
 
 
 def mini_dir(spec, seed: int = 0) -> Path:
-    return cache_root() / f"mini-v{TINY_VERSION}-{spec.name.replace('@', '-')}-{spec.kind}-seed{seed}"
+    return cache_root() / f"mini-v{MINI_VERSION}-{spec.name.replace('@', '-')}-{spec.kind}-seed{seed}"
 
 
 def build_mini(spec, seed: int = 0, force: bool = False) -> Path:

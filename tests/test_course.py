@@ -135,7 +135,10 @@ def test_gpu_profile_smoke_on_cpu(profile, tmp_path):
         stage1 = [json.loads(p.read_text()) for p in models_dir.glob("*/sft_result.json")]
         stage2 = [json.loads(p.read_text()) for p in models_dir.glob("*/train_summary.json")]
         assert stage1 and len(stage2) == 2 and all(r["world_size"] == 2 for r in stage1 + stage2)
+        assert all(r["distributed_before_load"] is True for r in stage1 + stage2)  # defect 2: state first
         assert all(r["ranks_agree"] is True and r["distributed_type"] == "MULTI_CPU" for r in stage2)
+        saved = sorted(p.name for p in (tmp_path / profile / "checkpoints").glob("stage2-*/step-*"))
+        assert saved == ["step-1", "step-2"]  # 05's smoke saves Stage II every step, from 2 ranks
 
 
 def test_selection_and_unknown_notebook():

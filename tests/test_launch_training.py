@@ -5,12 +5,13 @@ gloo (configs/accelerate/ddp_cpu2.yaml). The CPU smoke of that profile (tests/te
 Stage I, generative Stage II and the scalar RM through the same launcher.
 """
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from longrm_utils import contracts, models, store
+from longrm_utils import contracts, models, runtime, store
 from longrm_utils.train import align as A
 from longrm_utils.train import launch
 
@@ -40,11 +41,12 @@ def test_launched_stage2_is_two_processes_and_equals_one(tmp_path):
                             launch="configs/accelerate/ddp_cpu2.yaml", progress=False, eval_items=items[:2])
     s = two.summary
     assert s["world_size"] == 2 and s["distributed_type"] == "MULTI_CPU" and s["ranks_agree"] is True
+    assert s["distributed_before_load"] is True
     assert (tmp_path / "two" / "launch" / "m" / "spec.json").exists() and two.before["n"] == 2
     assert models.is_scalar(two.loaded.model) and hasattr(two.loaded.model, "peft_config")  # loaded back
     one = A.train_alignment(SKYWORK, items, cfg, tmp_path / "one" / "models" / "m", kind="scalar", lora_dropout=0.0,
                             progress=False)
-    assert one.summary["world_size"] == 1
+    assert one.summary["world_size"] == 1 and one.summary["distributed_before_load"] is False
     assert [r["loss"] for r in s["log"]] == pytest.approx([r["loss"] for r in one.summary["log"]], rel=1e-5)
     a = load_file(str(tmp_path / "two" / "models" / "m" / "adapter_model.safetensors"))
     b = load_file(str(tmp_path / "one" / "models" / "m" / "adapter_model.safetensors"))
@@ -127,3 +129,13 @@ def test_a_concurrent_build_keeps_the_folder_another_process_published(tmp_path)
     (tmp / store.META_FILE).write_text(json.dumps({"who": "forced"}))
     store.publish(tmp, out, force=True)
     assert json.loads((out / store.META_FILE).read_text()) == {"who": "forced"}
+
+
+def test_a_launched_rank_picks_its_own_gpu(monkeypatch):
+    """Defect 2: under `accelerate launch` every rank loaded on cuda:0. The device of `auto` (and of a
+    bare `cuda`) is now the rank's own, from the distributed state started before any model loads."""
+    monkeypatch.setattr(runtime, "distributed_state", lambda: SimpleNamespace(device=torch.device("cuda", 3)))
+    assert runtime.pick_device("auto") == "cuda:3" and runtime.pick_device("cuda") == "cuda:3"
+    assert runtime.pick_device("cpu") == "cpu"
+    monkeypatch.setattr(runtime, "distributed_state", lambda: None)
+    assert runtime.pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -56,6 +56,15 @@ def test_templates_behave_like_the_real_ones():
     q = models.load("qwen3-8b@mini")
     ids = models.chat_ids(q.tokenizer, [{"role": "user", "content": "hi"}], q.spec)
     assert q.tokenizer.decode(ids).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")  # thinking off
+    # Qwen3 renders the reply to the last user turn with its (empty) thinking block, so the thinking-off
+    # prompt is a prefix of the finished conversation (Stage II's shared prefix, trl's completion mask);
+    # earlier replies carry none.
+    done = models.chat_ids(q.tokenizer, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "[[A]]"}],
+                           q.spec, add_generation_prompt=False)
+    assert done[:len(ids)] == ids and q.tokenizer.decode(done[len(ids):]) == "[[A]]<|im_end|>\n"
+    older = q.tokenizer.decode(models.chat_ids(q.tokenizer, [{"role": "user", "content": "a"}, {"role": "assistant",
+                               "content": "b"}, {"role": "user", "content": "c"}], q.spec, add_generation_prompt=False))
+    assert "<think>" not in older
     c = models.load("con-j-qwen2-7b@mini")  # Qwen2 adds a default system turn, Qwen3 does not
     assert c.tokenizer.decode(models.chat_ids(c.tokenizer, [{"role": "user", "content": "hi"}], c.spec)).startswith(
         "<|im_start|>system\n")

@@ -446,8 +446,11 @@ def train_alignment(model: str, items: Sequence[PrefItem], cfg: AlignConfig, out
                 mlp_tile_tokens=mlp_tile_tokens, lora_dropout=lora_dropout, progress=progress, resume=resume)
     if launch and launched_world_size() == 1:
         return _launch_alignment(model, items, cfg, Path(out_dir), eval_items, args, launch)
+    import torch
+
     device = pick_device(device)
     acc = make_accelerator(cfg, device)
+    dist_at_load = torch.distributed.is_available() and torch.distributed.is_initialized()
     full_fp32 = method == "full" and acc.mixed_precision == "bf16"
     loaded = models.load(model, kind=models.SCALAR if kind == "scalar" else models.GENERATIVE, device=device,
                          attn=attn, quantization=quantization or ("4bit" if method == "qlora" else None),
@@ -462,7 +465,7 @@ def train_alignment(model: str, items: Sequence[PrefItem], cfg: AlignConfig, out
     summary = train_loop(loaded, items, cfg, kind=kind, out_dir=out_dir, progress=progress, accelerator=acc,
                          resume=resume)
     after = pair_accuracy(loaded, eval_items, kind=kind, cfg=cfg) if eval_items else None
-    summary.update(before=before, after=after)
+    summary.update(before=before, after=after, distributed_before_load=dist_at_load)
     init = {"init": str(model)} if models.read_meta(model) else {}
     state = acc.get_state_dict(loaded.model) if summary["distributed_type"] == "FSDP" else None
     if acc.is_main_process:

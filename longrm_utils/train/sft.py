@@ -165,6 +165,8 @@ class SFTResult:
     total_params: int
     world_size: int = 1
     """Processes that trained it (``accelerate launch``); 1 in the notebook's own kernel."""
+    distributed_before_load: bool = False
+    """Whether torch.distributed was up before the model loaded (it must be, under a launch)."""
 
     def summary(self) -> dict[str, Any]:
         losses = [r["loss"] for r in self.log if "loss" in r]
@@ -379,7 +381,10 @@ def train_sft(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *, dev
     """Train one Stage I run and save it to ``out_dir`` (resuming from its last checkpoint)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device(device)
+    import torch
+
+    device = pick_device(device)  # under a launcher this starts the distributed state: before any model loads
+    dist_at_load = torch.distributed.is_available() and torch.distributed.is_initialized()
     seed_everything(cfg.seed)
     mem = _MemoryCallback(device)
     t0 = time.time()
@@ -396,7 +401,7 @@ def train_sft(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *, dev
     n_total = sum(p.numel() for p in model.parameters())
     log = [dict(r) for r in trainer.state.log_history]
     res = SFTResult(out_dir, trained, log, len(lengths), skipped, lengths, wall, mem.peak, resumed, loaded.attn,
-                    packing, n_train, n_total, trainer.accelerator.num_processes)
+                    packing, n_train, n_total, trainer.accelerator.num_processes, dist_at_load)
     state = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
     if trainer.accelerator.is_main_process:
         models.save_model(trained, out_dir, state_dict=state, base=_base_preset(cfg.base), method=cfg.method,
