@@ -32,13 +32,13 @@ def _chatml(qwen3: bool) -> str:
     """ChatML with ``{% generation %}`` markers (trl's ``assistant_only_loss`` needs them); with
     ``enable_thinking=False`` the generation prompt opens the reply with an empty thinking block.
 
-    ``qwen3``: as Qwen3's own template, the reply to the last user turn is rendered with its thinking
-    block (empty when the reply has none) whatever ``enable_thinking`` says, so the thinking-off prompt
-    is a prefix of the finished conversation (Stage II's shared prefix and trl's completion mask rely
-    on that); earlier replies carry none."""
+    ``qwen3``: as Qwen3's own template, the last message, when it is a reply to the last user turn, is
+    rendered with its thinking block (empty when the reply has none) whatever ``enable_thinking`` says,
+    so the thinking-off prompt is a prefix of the finished conversation (Stage II's shared prefix and
+    trl's completion mask rely on that); earlier replies carry none."""
     last_user = ("{%- set ns = namespace(last_user=-1) -%}{%- for message in messages -%}"
                  "{%- if message['role'] == 'user' -%}{%- set ns.last_user = loop.index0 -%}{%- endif -%}{%- endfor -%}")
-    think = ("{%- if loop.index0 > ns.last_user and '</think>' not in message['content'] -%}"
+    think = ("{%- if loop.index0 > ns.last_user and loop.last and '</think>' not in message['content'] -%}"
              "{{ '<think>\\n\\n</think>\\n\\n' }}{%- endif -%}")
     return ((last_user if qwen3 else "") +
             "{%- for message in messages -%}"

@@ -326,7 +326,9 @@ def load(name_or_path: str, *, kind: str | None = None, device: str = "auto", dt
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, name_or_path, is_trainable=trainable)
-    if qcfg is None:
+    # Under an FSDP launch with cpu_ram_efficient_loading, transformers may leave weights on the meta
+    # device on the ranks but the first; accelerate's prepare() fills them from rank 0. They cannot move.
+    if qcfg is None and not any(p.is_meta for p in model.parameters()):
         model.to(device)
     if not trainable:
         model.eval()

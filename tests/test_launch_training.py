@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from longrm_utils import contracts, models, runtime, store
 from longrm_utils.train import align as A
 from longrm_utils.train import launch
+from longrm_utils.train import resume as R
 
 SKYWORK = "skywork-reward-v2-llama-3.1-8b@mini"
 
@@ -83,7 +84,7 @@ def test_stage2_resumes_from_its_checkpoint_to_the_same_weights(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         A.train_loop(loaded, items, cfg, kind="scalar", out_dir=out, progress=False)
     monkeypatch.setattr(A, "_step", real_step)
-    assert [p.name for p in A.checkpoints(out)] == ["step-2"]
+    assert [p.name for p in R.checkpoint_dirs(out)] == ["step-2"]
     loaded = models.add_lora(models.load(SKYWORK, device="cpu", trainable=True), r=4, dropout=0.0)
     with torch.no_grad():  # the checkpoint, not the fresh adapter, must decide the weights
         for p in loaded.model.parameters():
@@ -96,9 +97,16 @@ def test_stage2_resumes_from_its_checkpoint_to_the_same_weights(tmp_path, monkey
         if p.requires_grad:
             torch.testing.assert_close(p.detach(), ref[n])
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 4
-    with pytest.raises(ValueError, match="items_per_step=2.*resume with the same setting"):
+    with pytest.raises(ValueError, match=r"differs in items_per_step\); resume with the same settings"):
         A.train_loop(loaded, items, _cfg(max_steps=4, save_steps=2, items_per_step=4), kind="scalar", out_dir=out,
                      progress=False)
+    with pytest.raises(ValueError, match=r"differs in items\)"):  # other data, same settings
+        A.train_loop(loaded, items[:3], cfg, kind="scalar", out_dir=out, progress=False)
+    # A fresh start (resume=False) removes the old run's checkpoints, so its rotation cannot keep them.
+    A.train_loop(loaded, items, _cfg(max_steps=2, save_steps=2), kind="scalar", out_dir=out, progress=False,
+                 resume=False)
+    assert [p.name for p in R.checkpoint_dirs(out)] == ["step-2"]
+    assert json.loads((R.checkpoint_dirs(out)[0] / "trainer_state.json").read_text())["config"]["max_steps"] == 2
 
 
 def test_stage2_precision_is_bf16_or_none():
@@ -139,3 +147,25 @@ def test_a_launched_rank_picks_its_own_gpu(monkeypatch):
     assert runtime.pick_device("cpu") == "cpu"
     monkeypatch.setattr(runtime, "distributed_state", lambda: None)
     assert runtime.pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_full_fine_tuning_under_bf16_keeps_fp32_master_weights(tmp_path, monkeypatch):
+    """bf16 autocast for the matmuls, fp32 for the weights Adam updates: a full fine-tune loads its
+    model in fp32 whatever the preset's dtype (pure-bf16 AdamW at lr 2e-6 rounds most updates away)."""
+    from accelerate.state import AcceleratorState
+
+    asked = []
+    real_load = models.load
+    monkeypatch.setattr(models, "load", lambda *a, **k: asked.append(k.get("dtype")) or real_load(*a, **k))
+    try:  # accelerate keeps one precision per process; make_accelerator resets an earlier "no" state itself
+        res = A.train_alignment("tiny-rm", _items(2), _cfg(max_steps=1, mixed_precision="bf16"), tmp_path / "m",
+                                kind="scalar", method="full", device="cpu", progress=False)
+        assert asked == ["float32"] and res.summary["mixed_precision"] == "bf16"
+        assert all(p.dtype == torch.float32 for p in res.loaded.model.parameters())
+        assert all(r["loss"] == r["loss"] for r in res.summary["log"])  # not NaN under CPU bf16 autocast
+        asked.clear()
+        A.train_alignment("tiny-rm", _items(2), _cfg(max_steps=1, mixed_precision="bf16"), tmp_path / "l",
+                          kind="scalar", device="cpu", progress=False)
+        assert asked == [None]  # LoRA: the frozen base keeps the preset's dtype; the adapters are fp32 already
+    finally:
+        AcceleratorState._reset_state()

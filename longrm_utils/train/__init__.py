@@ -7,10 +7,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 
+from .. import models
 from ..cli import ArgumentParser
 from ..bench import schema
 from . import align, sft
@@ -44,22 +46,24 @@ def sft_cli(argv: list[str]) -> int:
         p.error("give --bench and/or --official-sft")
     overrides = {f.name: getattr(a, f.name) for f in fields(sft.SFTRun) if getattr(a, f.name) is not None}
     cfg = sft.SFTRun.from_dict(overrides, preset=a.preset)
-    loaded = sft.load_for_training(cfg, a.device)
+    # The tokenizer only: train_sft loads the weights after the trainer's arguments exist (ZeRO-3 init).
+    tok = models.tokenizer(cfg.base)
     examples = []
     if a.bench:
         recs = schema.read_jsonl(a.bench)
-        teacher = RuleTeacher(loaded.tokenizer, a.max_judgement_tokens)
-        ex, rep, _ = synthesize_stage1(recs, loaded.tokenizer, target_tokens=a.target_tokens, teacher=teacher,
+        teacher = RuleTeacher(tok, a.max_judgement_tokens)
+        ex, rep, _ = synthesize_stage1(recs, tok, target_tokens=a.target_tokens, teacher=teacher,
                                        formats=a.formats.split(","), seed=cfg.seed, where=a.bench)
         print("synthesis:", json.dumps(rep.as_dict()))
         examples += ex
     if a.official_sft:
-        ex, rep = load_official_sft(a.official_sft, tokenizer=loaded.tokenizer, max_length=cfg.max_length,
+        ex, rep = load_official_sft(a.official_sft, tokenizer=tok, max_length=cfg.max_length,
                                     splits=["train"])
         print("official SFT import:", json.dumps(rep))
         examples += ex
-    res = sft.train_sft(cfg, examples, Path(a.out), device=a.device, loaded=loaded)
-    print(json.dumps(res.summary(), indent=2))
+    res = sft.train_sft(cfg, examples, Path(a.out), device=a.device)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(res.summary(), indent=2))
     return 0
 
 

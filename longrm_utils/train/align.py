@@ -27,6 +27,7 @@ import math
 import os
 import random
 import time
+import types
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -36,7 +37,7 @@ from .. import constants, models
 from ..contracts import PrefItem, read_pref_jsonl, write_pref_jsonl
 from ..io import append_jsonl, write_json, write_text
 from ..runtime import launched_world_size, pick_device, progress_enabled
-from . import launch as launching, longctx
+from . import launch as launching, longctx, resume as resuming
 from .losses import bradley_terry_loss, completion_logps, multi_reject_simpo_loss, scalar_scores
 from .official import load_official_simpo, looks_official
 from .options import add_dataclass_args
@@ -154,6 +155,18 @@ def item_loss(model, e: Encoded, cfg: AlignConfig, kind: str, pad_id: int):
     return losses[0], float(margins[0].detach()), bool(s[0] > s[1:].max())
 
 
+FSDP_ITEM_METHOD = "longrm_item_loss"
+"""Under FSDP2 an item's forward runs as this method of the root module, registered with
+``register_fsdp_forward_method``: the losses call the backbone and the head apart, and FSDP2 gathers
+the root's own weights (the head, the score layer) and sets its units up only in a root forward."""
+
+
+def forward_item(model, e: Encoded, cfg: AlignConfig, kind: str, pad_id: int):
+    """:func:`item_loss` through the FSDP2 root method when the model is sharded, directly otherwise."""
+    method = getattr(model, FSDP_ITEM_METHOD, None)
+    return method(e, cfg, kind, pad_id) if method is not None else item_loss(model, e, cfg, kind, pad_id)
+
+
 def _cycle(n: int, seed: int) -> Iterator[int]:
     """Item indices in a seeded order, reshuffled each time all ``n`` have been visited."""
     rng = random.Random(seed)
@@ -173,9 +186,12 @@ class _Run:
     * several processes without sharding (DDP configs, 2 CPU processes in the tests): each rank scores
       its share of the step's items and the trainable gradients are summed across ranks by hand before
       the step. The shared-prefix forward calls the backbone twice and the LM head apart, which a DDP
-      wrapper (one ``forward`` per backward) does not allow; the sum is the same gradient as one process;
-    * FSDP2 (``fsdp2.yaml``): ``accelerator.prepare`` shards weights, gradients and Adam states; the
-      forward runs through the sharded modules and FSDP averages the gradients, hence the ``world`` factor.
+      wrapper (one ``forward`` per backward) does not allow; the sum is the one-process gradient (with
+      LoRA dropout, each rank draws its own masks);
+    * FSDP2 (``fsdp2.yaml``): ``accelerator.prepare`` shards weights, gradients and Adam states; each
+      item's forward is a registered root method (:data:`FSDP_ITEM_METHOD`), and FSDP averages the
+      gradients (reducing in bf16 under bf16 mixed precision), hence the ``world`` factor. This branch
+      has not run on GPUs yet: accelerate turns FSDP off on CPU.
     """
 
     def __init__(self, acc, model, params, opt, sched, sharded: bool):
@@ -183,30 +199,11 @@ class _Run:
         self.world, self.rank = acc.num_processes, acc.process_index
 
 
-class _TrainState:
-    """The resumable state of an unsharded run (trainable weights, optimizer, scheduler), saved by accelerate."""
-
-    def __init__(self, named: list, opt, sched):
-        self.named, self.opt, self.sched = named, opt, sched
-
-    def state_dict(self) -> dict:
-        return {"params": {n: p.detach().clone() for n, p in self.named}, "opt": self.opt.state_dict(),
-                "sched": self.sched.state_dict()}
-
-    def load_state_dict(self, sd: dict) -> None:
-        import torch
-
-        with torch.no_grad():
-            for n, p in self.named:
-                p.copy_(sd["params"][n])
-        self.opt.load_state_dict(sd["opt"])
-        self.sched.load_state_dict(sd["sched"])
-
-
 def make_accelerator(cfg: AlignConfig, device: str):
     """The Accelerator of a Stage II run (create it *before* loading the model: FSDP reads its state)."""
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import DistributedType
 
     mp = cfg.mixed_precision
@@ -215,10 +212,19 @@ def make_accelerator(cfg: AlignConfig, device: str):
             "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "no")
     if mp not in ("no", "bf16"):
         raise ValueError(f"mixed_precision={mp!r}: Stage II runs 'bf16' or 'no' (fp16 would need a loss scaler)")
+    shared = AcceleratorState._shared_state
+    if launched_world_size() == 1 and shared and shared.get("_mixed_precision") not in (None, mp):
+        AcceleratorState._reset_state()  # one process: an earlier trainer's precision (trl's) may differ
     acc = Accelerator(mixed_precision=mp, cpu=not device.startswith("cuda"))
     if acc.distributed_type == DistributedType.DEEPSPEED:
         raise ValueError("Stage II's loop runs one process, DDP or FSDP2 launches, not DeepSpeed: launch it with "
                          "configs/accelerate/fsdp2.yaml (Stage I's trl trainer takes the DeepSpeed configs)")
+    if acc.distributed_type == DistributedType.FSDP and (not acc.is_fsdp2 or acc.parallelism_config is not None):
+        raise ValueError("Stage II shards with FSDP2 only, without context or tensor parallelism: launch it with "
+                         "configs/accelerate/fsdp2.yaml")
+    if acc.gradient_accumulation_steps != 1:
+        raise ValueError("Stage II accumulates items_per_step items itself; remove gradient_accumulation_steps from "
+                         "the accelerate config")
     return acc
 
 
@@ -247,7 +253,7 @@ def _step(run: _Run, enc: list[Encoded], picks: Iterator[int], cfg: AlignConfig,
     stats = torch.zeros(3, dtype=torch.float64, device=run.acc.device)  # loss, margin, wins
     for i in mine:
         with run.acc.autocast():
-            loss, m, w = item_loss(run.model, enc[i], cfg, kind, pad_id)
+            loss, m, w = forward_item(run.model, enc[i], cfg, kind, pad_id)
         run.acc.backward(loss * scale)
         stats += torch.tensor([float(loss.detach()), m, float(w)], dtype=torch.float64, device=stats.device)
     if run.world > 1:
@@ -261,40 +267,6 @@ def _step(run: _Run, enc: list[Encoded], picks: Iterator[int], cfg: AlignConfig,
     return {"loss": round(float(stats[0]) / n, 5), "margin": round(float(stats[1]) / n, 5),
             "win_rate": float(stats[2]) / n, "grad_norm": round(float(gn), 4),
             "lr": run.sched.get_last_lr()[0], "seconds": round(time.perf_counter() - t0, 3)}
-
-
-def checkpoints(out_dir: str | os.PathLike) -> list[Path]:
-    """The resumable Stage II checkpoints of the model folder ``out_dir``, oldest first."""
-    ck = beside(out_dir, "checkpoints")
-    found = [p for p in ck.glob("step-*") if (p / "trainer_state.json").exists()] if ck.is_dir() else []
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
-def _save_checkpoint(run: _Run, out_dir, step: int, log: list, cfg: AlignConfig) -> None:
-    import shutil
-
-    path = beside(out_dir, "checkpoints") / f"step-{step}"
-    run.acc.save_state(str(path))
-    if run.acc.is_main_process:
-        write_json(path / "trainer_state.json", {"step": step, "log": log, "config": asdict(cfg)})
-        for old in checkpoints(out_dir)[:-2]:  # keep the last two
-            shutil.rmtree(old, ignore_errors=True)
-    run.acc.wait_for_everyone()
-
-
-def _resume(run: _Run, out_dir, cfg: AlignConfig) -> tuple[int, list]:
-    """Load the newest checkpoint of ``out_dir``; returns ``(its step, its log)`` or ``(0, [])``."""
-    found = checkpoints(out_dir)
-    if not found:
-        return 0, []
-    state = json.loads((found[-1] / "trainer_state.json").read_text())
-    for key in ("items_per_step", "seed", "V", "max_steps"):
-        if state["config"][key] != getattr(cfg, key):
-            raise ValueError(f"{found[-1]}: this checkpoint was saved with {key}={state['config'][key]}, the run asks "
-                             f"for {getattr(cfg, key)}; resume with the same setting or delete the checkpoints")
-    run.acc.load_state(str(found[-1]))
-    print(f"resumed from {found[-1]} (step {state['step']})")
-    return state["step"], state["log"]
 
 
 def _ranks_agree(run: _Run):
@@ -318,7 +290,7 @@ def train_loop(loaded, items: Sequence[PrefItem], cfg: AlignConfig, *, kind: str
     (:func:`make_accelerator`; one is made when None) the step runs with its mixed precision, and
     FSDP2 shards the model. The log (loss, margin, whether the chosen beat every reject, seconds)
     goes to ``out_dir/train_log.jsonl``; with ``cfg.save_steps`` and ``out_dir``, resumable
-    checkpoints go beside it (:func:`checkpoints`), and ``resume`` continues from the newest one.
+    checkpoints go beside it (:mod:`.resume`), and ``resume`` continues from the newest one.
     """
     import torch
     from accelerate.utils import DistributedType
@@ -345,17 +317,22 @@ def train_loop(loaded, items: Sequence[PrefItem], cfg: AlignConfig, *, kind: str
                           num_training_steps=cfg.max_steps)
     sharded = acc.distributed_type == DistributedType.FSDP
     if sharded:
+        from torch.distributed.fsdp import register_fsdp_forward_method
+
         model, opt = acc.prepare(model, opt)
         acc.register_for_checkpointing(sched)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        setattr(model, FSDP_ITEM_METHOD, types.MethodType(item_loss, model))
+        register_fsdp_forward_method(model, FSDP_ITEM_METHOD)
     else:
         if acc.num_processes > 1:  # every rank starts from rank 0's weights
             for _, p in named:
                 torch.distributed.broadcast(p.data, 0)
-        acc.register_for_checkpointing(_TrainState(named, opt, sched))
+        acc.register_for_checkpointing(resuming.TrainState(named, opt, sched))
     run = _Run(acc, model, [p for _, p in named], opt, sched, sharded)
     picks = _cycle(len(enc), cfg.seed)
-    done, log = _resume(run, out_dir, cfg) if (resume and out_dir is not None) else (0, [])
+    identity = resuming.run_identity(asdict(cfg), kind, [e.id for e in enc])
+    done, log = resuming.load_newest(acc, out_dir, identity, resume=resume) if out_dir is not None else (0, [])
     for _ in range(done * cfg.items_per_step):
         next(picks)
     main = acc.is_main_process
@@ -373,7 +350,7 @@ def train_loop(loaded, items: Sequence[PrefItem], cfg: AlignConfig, *, kind: str
         writer.log(step + 1, row)
         bar.set_postfix(loss=row["loss"], win=row["win_rate"])
         if out_dir is not None and cfg.save_steps and (step + 1) % cfg.save_steps == 0:
-            _save_checkpoint(run, out_dir, step + 1, log, cfg)
+            resuming.save(acc, out_dir, step + 1, log, identity)
     writer.close()
     model.eval()
     return {"kind": kind, "config": asdict(cfg), "data": counts, "log": log,
@@ -394,7 +371,7 @@ def pair_accuracy(loaded, items: Sequence[PrefItem], *, kind: str, cfg: AlignCon
     loaded.model.eval()  # no dropout while measuring
     with torch.no_grad():
         for e in enc:
-            wins.append(item_loss(loaded.model, e, cfg, kind, loaded.tokenizer.pad_token_id)[2])
+            wins.append(forward_item(loaded.model, e, cfg, kind, loaded.tokenizer.pad_token_id)[2])
     loaded.model.train(was_training)
     return {"accuracy": sum(wins) / len(wins) if wins else float("nan"), "n": len(wins), **counts}
 
@@ -461,7 +438,9 @@ def train_alignment(model: str, items: Sequence[PrefItem], cfg: AlignConfig, out
     if gradient_checkpointing:
         longctx.enable_checkpointing(loaded.model, offload=offload_checkpoints)
     longctx.tile_mlp(loaded.model, mlp_tile_tokens)
-    before = pair_accuracy(loaded, eval_items, kind=kind, cfg=cfg) if eval_items else None
+    # Under FSDP the model is whole (or partly on the meta device) until train_loop shards it: no "before".
+    fsdp = str(acc.distributed_type).endswith("FSDP")
+    before = pair_accuracy(loaded, eval_items, kind=kind, cfg=cfg) if eval_items and not fsdp else None
     summary = train_loop(loaded, items, cfg, kind=kind, out_dir=out_dir, progress=progress, accelerator=acc,
                          resume=resume)
     after = pair_accuracy(loaded, eval_items, kind=kind, cfg=cfg) if eval_items else None
@@ -483,7 +462,8 @@ def _launch_alignment(model: str, items, cfg: AlignConfig, out_dir: Path, eval_i
     write_pref_jsonl(items, spec_dir / "items.jsonl")
     if eval_items:
         write_pref_jsonl(eval_items, spec_dir / "eval_items.jsonl")
-    spec = {"verb": "align", "model": str(model), "out_dir": str(out_dir), "cfg": asdict(cfg), "args": args,
+    spec = {"verb": "align", "model": launching.absolute(model), "out_dir": str(out_dir.resolve()),
+            "cfg": asdict(cfg), "args": args,
             "items": "items.jsonl", "eval_items": "eval_items.jsonl" if eval_items else None}
     launching.accelerate_train(config, spec, spec_dir)
     summary = json.loads((out_dir / "train_summary.json").read_text())

@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import codecs
 import collections
 import json
 import os
@@ -83,6 +84,12 @@ def launch_plan(path: str | os.PathLike) -> dict:
             "fsdp_version": getattr(fsdp, "fsdp_version", None), "parallelism": par, "env": env}
 
 
+def absolute(path: str | os.PathLike) -> str:
+    """An existing path as the launched processes (started in the checkout) must see it; a preset name or
+    hub id stays as it is."""
+    return str(Path(path).resolve()) if Path(path).exists() else str(path)
+
+
 def config_path(config: str | os.PathLike) -> Path:
     """An accelerate config by path, or relative to the checkout (``configs/accelerate/ddp.yaml``), or by stem."""
     for p in (Path(config), REPO_ROOT / config):
@@ -115,24 +122,48 @@ def accelerate_train(config: str | os.PathLike, spec: dict, folder: str | os.Pat
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(path),
            "-m", "longrm_utils", "train", "launched", str(folder / "spec.json")]
     print("$", shlex.join(["accelerate", "launch"] + cmd[3:]), flush=True)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=str(REPO_ROOT), start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=str(REPO_ROOT),
+                            start_new_session=True)
     tail: collections.deque = collections.deque(maxlen=12)
     errors: dict[str, None] = {}  # the ranks' own error lines, before torchrun's report buries them
+    decode, pending = codecs.getincrementaldecoder("utf-8")(errors="replace").decode, ""
     try:
-        for line in proc.stdout:
-            print(line, end="", flush=True)
-            tail.append(line)
-            if _ERROR_LINE.match(line) and len(errors) < 8:
-                errors[line] = None
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            text = decode(chunk)
+            sys.stdout.write(text)  # progress bars' carriage returns pass through
+            sys.stdout.flush()
+            *lines, pending = (pending + text).replace("\r", "\n").split("\n")
+            for line in lines:
+                if line.strip():
+                    tail.append(line + "\n")
+                if _ERROR_LINE.match(line) and len(errors) < 8:
+                    errors[line + "\n"] = None
         rc = proc.wait()
     except BaseException:  # an interrupted cell stops every rank, not just the launcher
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        stop(proc)
         raise
     if rc != 0:
         raise RuntimeError(f"accelerate launch exited with {rc} ({path.name}, {folder / 'spec.json'}); "
                            "the ranks' errors:\n" + "".join(errors) + "its last lines:\n" + "".join(tail))
+
+
+def stop(proc: subprocess.Popen, grace: float = 60.0) -> None:
+    """Stop a launcher and its ranks. torchrun starts each rank in a session of its own, so killing the
+    launcher's group would orphan them (holding GPUs and the rendezvous port): SIGTERM lets torchrun stop
+    them; after ``grace`` seconds the launcher's group is killed."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=grace)
+        return
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 _ERROR_LINE = re.compile(r"^(longrm\S* \w+: error:|[\w.]*(Error|Exception)\b(?!.*ChildFailedError))")
@@ -189,7 +220,7 @@ def run_ddp_smoke(nproc: int = 2, seq_len: int = 256, timeout: float = 180) -> d
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # torchrun's workers too (their own session)
+        stop(proc)
         proc.communicate()
         raise RuntimeError(f"torchrun DDP smoke test timed out after {timeout:.0f} s: {' '.join(cmd)}")
     lines = [ln for ln in out.splitlines() if ln.startswith("@@")]

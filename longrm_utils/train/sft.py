@@ -402,7 +402,8 @@ def train_sft(cfg: SFTRun, examples: Sequence[dict], out_dir: str | Path, *, dev
     log = [dict(r) for r in trainer.state.log_history]
     res = SFTResult(out_dir, trained, log, len(lengths), skipped, lengths, wall, mem.peak, resumed, loaded.attn,
                     packing, n_train, n_total, trainer.accelerator.num_processes, dist_at_load)
-    state = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
+    sharded = trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled  # ZeRO-3 or FSDP: gather on every rank
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded else None
     if trainer.accelerator.is_main_process:
         models.save_model(trained, out_dir, state_dict=state, base=_base_preset(cfg.base), method=cfg.method,
                           stage="stage1-sft", steps=trainer.state.global_step, **(extra_meta or {}))
@@ -460,10 +461,11 @@ def train_stages(cfg: SFTRun, stages: Sequence[tuple[str, Sequence[dict], int]],
         spec_dir = beside(out_dir, "launch")
         for k, (name, examples, _) in enumerate(stages):
             write_jsonl(examples, spec_dir / f"stage-{k}.jsonl")
-        spec = {"verb": "stages", "cfg": asdict(cfg), "out_dir": str(out_dir), "device": device, "resume": resume,
+        spec = {"verb": "stages", "cfg": asdict(replace(cfg, base=launching.absolute(cfg.base))),
+                "out_dir": str(out_dir.resolve()), "device": device, "resume": resume,
                 "stages": [{"name": n, "examples": f"stage-{k}.jsonl", "steps": st} for k, (n, _, st) in enumerate(stages)]}
         launching.accelerate_train(launch, spec, spec_dir)
-        last = models.load(str(out_dir), device=device, attn=cfg.attn, max_context=cfg.max_length,
+        last = models.load(str(out_dir), device=device, attn=cfg.attn, dtype=cfg.dtype, max_context=cfg.max_length,
                            quantization="4bit" if cfg.method == "qlora" else None)
         return [read_result(_stage_dir(out_dir, stages, k), last if k == len(stages) - 1 else None)
                 for k in range(len(stages))]
