@@ -1,6 +1,7 @@
 """bench.build, candidates, cues, card, policy: labels, margins, tiers, balance, the cue guard and the
 one tie rule, dedupe, splits, layouts, the data card, the CLI."""
 import json
+import re
 
 import pytest
 import yaml
@@ -290,3 +291,56 @@ def test_hub_set_counts_contexts_too_short_for_a_bucket(count):
     assert rep.requested == 4
     assert sum("fewer than the bucket" in s for s in rep.skips) == 3 * 2  # 3 records × 2 buckets
     assert sum("field 'context' missing" in s for s in rep.skips) == 1
+
+
+def test_founders_probe_wrong_names_are_spliced_from_the_context():
+    """The grounding probe's wrong answers use only words of the context, so no word-overlap or
+    length cue separates them; only the pairing of first name and surname is wrong."""
+    rep, _ = B.build_short(T.counter_for("smollm2-135m-instruct"), tasks=["LongQA"], subtask=G.FOUNDERS_SUBTASK, namespace="probe", pairs_per_task=16,
+                           bon_per_task=4, bon_sizes=(2, 3), short_range=(192, 256))
+    recs = rep.records
+    assert len(recs) == rep.requested == 20 and not rep.skips
+    assert {r["subtask"] for r in recs} == {G.FOUNDERS_SUBTASK}
+    assert {K.fmt_of(r) for r in recs} == {"same", "cross", "bon2", "bon3"}
+    for r in recs:
+        ctx = schema.context_parts(r)[1]
+        gold = r["meta"]["golden_slots"]
+        assert f"founded by {gold[0]} {gold[1]}." in ctx
+        founders = re.findall(r"founded by (\w+ \w+)\.", ctx)
+        assert len(founders) == 5 and " ".join(gold) in founders
+        for text, wrong in zip(schema.answers(r)[1:], r["meta"]["wrong_slots"][1:]):
+            assert wrong and cues.words(text) <= cues.words(ctx + " " + r["question"] + " according to documents")
+            assert not any(name in text for name in founders)  # spliced: never a founder's full name
+    assert cues.cue_violations(cues.cue_baselines(recs), n=cues.cue_counts(recs)) == []
+
+
+def test_grounding_probe_benchmark_builds_what_its_rows_claim():
+    """benchmarks/grounding_probe.py: the held-out pairs are disjoint from the training records, a
+    splice item's two rejects each change one word of the chosen answer, and every committed row
+    names the command that produced it."""
+    import importlib.util
+    import shlex
+
+    from longrm_utils.constants import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("grounding_probe", REPO_ROOT / "benchmarks" / "grounding_probe.py")
+    gp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gp)
+    train, held = gp.probe_sets(24, (224, 288))
+    assert len(held) == 64 and {r["tasktype"] for r in held} == {"PairWise"}
+    assert {r["tasktype"] for r in train} == {"PairWise", "BestOfN"}
+    assert B.disjoint_report(train, held) == 0
+    items, counts = gp.stage2_data.splice_preferences(4, T.counter_for("smollm2-135m-instruct"), token_range=(224, 288))
+    assert counts == {"splices": 4}
+    for it in items:
+        assert len(it.rejects) == 2
+        for rej in it.rejects:
+            diff = [(a, b) for a, b in zip(it.chosen.split(), rej.split()) if a != b]
+            assert len(it.chosen.split()) == len(rej.split()) and len(diff) == 1
+    rows = json.loads((REPO_ROOT / "benchmarks" / "results" / "grounding_probe.json").read_text())["rows"]
+    assert rows and {"records", "splices"} == {r["rejects"] for r in rows}
+    for r in rows:
+        assert r["command"].startswith("HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/grounding_probe.py")
+        args = shlex.split(r["command"])[3:]
+        assert ("--rejects" in args and args[args.index("--rejects") + 1] == r["rejects"]) or r["rejects"] == "records"
+        assert 0 <= r["before"] <= 1 and 0 <= r["after"] <= 1 and r["held_out_pairs"] == 64

@@ -235,8 +235,9 @@ class BuildReport:
 def build(cells: Iterable[tuple[str, str, str, int]], count: TokenCounter, *, seed: int = 0, margin: float = 0.4,
           namespace: str = "eval", retries: int = 3, short_range: tuple[int, int] = (256, 512),
           exclude_keys: set[str] | None = None, exclude_fingerprints: set[str] | None = None,
-          progress: bool = False) -> BuildReport:
+          subtask: str | None = None, progress: bool = False) -> BuildReport:
     """Build every cell; a failed item is retried with the next index, then counted as a skip.
+    ``subtask`` fixes the generator's subtask for every cell (None: each generator draws its own).
 
     An item equal to one already built (or in ``exclude_keys``), or sharing a golden answer or an
     evidence chunk with ``exclude_fingerprints`` (another split), counts as a duplicate and is retried.
@@ -258,7 +259,7 @@ def build(cells: Iterable[tuple[str, str, str, int]], count: TokenCounter, *, se
             idx = i + 1000 * r
             try:
                 rec = build_item(t, b, f, count, seed=seed, index=idx, margin=margin, namespace=namespace,
-                                 short_range=short_range, balance=bal)
+                                 short_range=short_range, balance=bal, subtask=subtask)
             except (ContextTooShort, LookupError) as e:
                 rep.skips.append(f"{namespace}-{t}-{b}-{f}-{idx}: {e}")
                 continue
@@ -311,21 +312,23 @@ def disjoint_report(a: Sequence[dict], b: Sequence[dict]) -> int:
 def build_short(count: TokenCounter, *, seed: int = 0, pairs_per_task: int = 8, bon_per_task: int = 3,
                 tasks: Sequence[str] = TASKS, namespace: str = "short", margin: float = 0.4,
                 short_range: tuple[int, int] = (256, 512), exclude: Sequence[dict] = (),
+                subtask: str | None = None, bon_sizes: Sequence[int] = (2, 3, 4),
                 progress: bool = False) -> tuple[BuildReport, list]:
-    """The short set (bucket ``short``): pairs split same/cross, and BoN items of rotating size."""
+    """The short set (bucket ``short``): pairs split same/cross, and BoN items whose size rotates
+    through ``bon_sizes``."""
     cells = []
     for ti, t in enumerate(tasks):
         cells += [(t, SHORT_BUCKET, "same", pairs_per_task - pairs_per_task // 2),
                   (t, SHORT_BUCKET, "cross", pairs_per_task // 2)]
         for j in range(bon_per_task):
-            cells.append((t, SHORT_BUCKET, f"bon{2 + (ti + j) % 3}", 1))
+            cells.append((t, SHORT_BUCKET, f"bon{bon_sizes[(ti + j) % len(bon_sizes)]}", 1))
     merged: dict = {}
     for t, b, f, n in cells:
         merged[(t, b, f)] = merged.get((t, b, f), 0) + n
     cells = [(t, b, f, n) for (t, b, f), n in merged.items() if n]
     rep = build(cells, count, seed=seed, margin=margin, namespace=namespace, short_range=short_range,
                 exclude_keys={content_key(r) for r in exclude}, exclude_fingerprints=fingerprints(exclude) or None,
-                progress=progress)
+                subtask=subtask, progress=progress)
     return rep, cells
 
 

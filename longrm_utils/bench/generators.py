@@ -97,12 +97,17 @@ def _distinct_alts(gold: str, pool: Sequence[str], k: int = 3) -> list[str]:
     return [x for x in dict.fromkeys(pool) if x != gold][:k]
 
 
+_LONGQA_KINDS = (("archive", "volumes"), ("observatory", "instruments"), ("library", "manuscripts"),
+                 ("foundry", "castings"), ("orchard cooperative", "trees"), ("ferry company", "vessels"))
+
+
 def _spec_longqa(rng: random.Random, namer: Namer, subtask: str | None) -> Spec:
     subtask = subtask or rng.choice(["single-doc", "multi-doc", "multi-hop"])
     if subtask == "multi-hop":
         return _spec_babilong(rng, namer)
-    kind, items = rng.choice([("archive", "volumes"), ("observatory", "instruments"), ("library", "manuscripts"),
-                              ("foundry", "castings"), ("orchard cooperative", "trees"), ("ferry company", "vessels")])
+    if subtask == FOUNDERS_SUBTASK:
+        return _spec_founders(rng, namer)
+    kind, items = rng.choice(_LONGQA_KINDS)
 
     def entity():
         return dict(name=f"{namer.word()} {kind.title()}", city=namer.word(3), founder=namer.person(),
@@ -147,6 +152,41 @@ def _spec_longqa(rng: random.Random, namer: Namer, subtask: str | None) -> Spec:
     return Spec("LongQA", subtask, "Answer the question using only the documents in the context.", q, required,
                 evidence, slots, alts, names, render, lambda v: {"answer": " ".join(v)},
                 lambda r: prose_doc(r, None), evidence_of_slot=ev_of_slot)
+
+
+FOUNDERS_SUBTASK = "founders"
+"""LongQA subtask of the grounding probe (notebook 06): who founded one of five institutions. A wrong
+name is spliced from names in the context: the true first name with another founder's surname, another
+founder's first name with the true surname, or both from others. First names and surnames are taken
+from different founders, so a wrong name is never a founder's full name: every word of a wrong answer
+occurs in the context, and only the pairing is wrong."""
+
+
+def _spec_founders(rng: random.Random, namer: Namer) -> Spec:
+    kind = rng.choice(_LONGQA_KINDS)[0]
+    people: list[list[str]] = []
+    while len(people) < 5:  # distinct first names and surnames, so that no splice is a founder's name
+        f, l = namer.person().split(" ", 1)
+        if all(f != p[0] and l != p[1] for p in people):
+            people.append([f, l])
+    names = [f"{namer.word()} {kind.title()}" for _ in range(5)]
+    required = [" ".join([prose_sentence(rng), f"The {n} was founded by {f} {l}.", prose_sentence(rng)])
+                for n, (f, l) in zip(names, people)]
+    order = list(range(5))
+    rng.shuffle(order)
+    required = [required[i] for i in order]
+    at = order.index(0)
+    slots = list(people[0])
+    alts = [_distinct_alts(slots[0], [p[0] for p in people[1:3]]), _distinct_alts(slots[1], [p[1] for p in people[3:]])]
+
+    def render(v, style):
+        if style == "concise":
+            return f"The {names[0]} was founded by {v[0]} {v[1]}."
+        return f"According to the documents, the {names[0]} was founded by {v[0]} {v[1]}."
+
+    return Spec("LongQA", FOUNDERS_SUBTASK, "Answer the question using only the documents in the context.",
+                f"Who founded the {names[0]}?", required, [at], slots, alts, ["first name", "surname"], render,
+                lambda v: {"answer": " ".join(v)}, lambda r: prose_doc(r, None), evidence_of_slot=[at, at])
 
 
 _ROOMS = ("kitchen", "garden", "hallway", "office", "cellar", "bathroom", "bedroom", "balcony", "garage", "attic")

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..bench.generators import FOUNDERS_SUBTASK, GENERATOR_SOURCE
 from ..bench.schema import REWARDBENCH_SOURCE
 from ..constants import SHORT_BUCKET, STAGE_NOTEBOOK
 from ..contracts import METRICS, PREDICTIONS, item_key, judge_args, read_predictions
@@ -17,6 +18,7 @@ from ..io import read_json
 
 BENCH_LABELS = {"long": "long benchmark (generated)", "official": "Long-RewardBench (official)",
                 "short": "short set (generated)", "rewardbench": "RewardBench (short)",
+                "grounding": "grounding probe (generated)",
                 "long+official": "long benchmark (generated + official items)", "mixed": "mixed short + long items"}
 """What :func:`judge_bench` returns -> how tables name it."""
 
@@ -45,7 +47,8 @@ ModelMeta = dict[str, tuple[Path, dict]]
 def judge_bench(preds: Sequence[dict], config: dict | None = None) -> str:
     """Which benchmark a judge ran on (a key of :data:`BENCH_LABELS`), from its prediction lines.
 
-    RewardBench items carry ``source = reward-bench/...``; the generated sets ``longrm-gen/...``;
+    RewardBench items carry ``source = reward-bench/...``; the generated sets ``longrm-gen/...``
+    (the grounding probe of notebook 06 only ``longrm-gen/founders``);
     a line whose bucket is ``short`` is a short item. Other sources (or a run_config ``bench``
     naming LongRewardBench) are the official release.
     """
@@ -54,6 +57,8 @@ def judge_bench(preds: Sequence[dict], config: dict | None = None) -> str:
     sources = {str(p.get("source") or "") for p in preds}
     if all(s.startswith(REWARDBENCH_SOURCE + "/") for s in sources):
         return "rewardbench"
+    if sources == {f"{GENERATOR_SOURCE}/{FOUNDERS_SUBTASK}"}:
+        return "grounding"
     buckets = {p.get("ctx_length_for_length") for p in preds}
     if buckets == {SHORT_BUCKET}:
         return "short"

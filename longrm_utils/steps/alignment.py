@@ -11,7 +11,8 @@ train, save); the notebooks call it and register the model. This module holds wh
   :func:`finish_generative` (headline and ``summary.json``);
 * notebook 06: the shared-prefix measurements (:func:`mechanics_table`,
   :func:`shared_prefix_speedup`), trl's ``RewardTrainer`` baseline (:func:`rewardtrainer_baseline`),
-  the harness rows (:func:`scalar_rows`) and :func:`finish_scalar`.
+  the grounding probe's data and judges (:func:`grounding_probe`, :func:`scalar_probe_rows`), the
+  harness rows on the short set (:func:`scalar_rows`) and :func:`finish_scalar`.
 
 Judge folders follow ``docs/contracts.md`` §3; headlines and artifacts the run directory (§5).
 """
@@ -19,16 +20,20 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from .. import models
 from ..bench import schema
+from ..bench.build import build_short
+from ..bench.generators import FOUNDERS_SUBTASK
+from ..bench.text import counter_for
 from ..contracts import PrefItem, write_pref_jsonl
 from ..io import write_json
 from ..judge.run import default_judge_id, load_bench, spread
-from ..rundir import find_artifact, record_headline
+from ..rundir import find_artifact, record_headline, register_artifact
 from ..train import stage2_data
 from ..train.align import AlignConfig, AlignResult, encode_items
 from ..train.losses import scalar_scores
@@ -37,6 +42,8 @@ from .judging import judge_into_run, metrics_for
 
 GENERATIVE_NOTEBOOK = "05_stage2_align_generative_rm"
 SCALAR_NOTEBOOK = "06_stage2_align_scalar_rm"
+PROBE_SUFFIX = "-grounding"
+"""Judge-id suffix of notebook 06's judges on the grounding probe (``bench/grounding``)."""
 
 
 # --- both notebooks --------------------------------------------------------------------------------
@@ -332,6 +339,37 @@ def scalar_rows(rd: str | os.PathLike, records: Sequence[dict], aligned: AlignRe
     rows = {} if prior is None else {f"{scalar_base} (untrained head, notebook 02)": prior}
     rows[f"{aligned_id} (this notebook)"] = metrics
     return rows, metrics
+
+
+def grounding_probe(rd: str | os.PathLike, out: str | os.PathLike, *, train_items: int, held_pairs: int = 64,
+                    held_bon: int = 12, seed: int = 0, token_range: tuple[int, int] = (224, 288),
+                    tokenizer: str = "smollm2-135m-instruct") -> tuple[list[PrefItem], list[dict], Counter]:
+    """Notebook 06's grounding probe: ``held_pairs`` pairs and ``held_bon`` Best-of-2/3 records of the
+    LongQA ``founders`` subtask, written to ``out/grounding.jsonl`` and registered as ``bench/grounding``,
+    and ``train_items`` splice training items built apart from them
+    (:func:`~longrm_utils.train.stage2_data.splice_preferences`). Context lengths are counted with
+    ``tokenizer``. Returns (training items, held-out records, training counts)."""
+    count = counter_for(tokenizer)
+    rep, _ = build_short(count, seed=seed, tasks=["LongQA"], subtask=FOUNDERS_SUBTASK, namespace="grounding",
+                         pairs_per_task=held_pairs, bon_per_task=held_bon, bon_sizes=(2, 3), short_range=token_range)
+    if rep.skips:
+        print(f"grounding probe: {len(rep.skips)} held-out items skipped, e.g. {rep.skips[0]}")
+    register_artifact(rd, "bench/grounding", schema.write_jsonl(rep.records, Path(out) / "grounding.jsonl"))
+    items, counts = stage2_data.splice_preferences(train_items, count, seed=seed, token_range=token_range,
+                                                   exclude_golden=[r["meta"]["golden"] for r in rep.records])
+    return items, rep.records, counts
+
+
+def scalar_probe_rows(rd: str | os.PathLike, records: Sequence[dict], aligned: AlignResult, aligned_id: str, *,
+                      scalar_base: str, **run_kwargs: Any) -> dict[str, dict]:
+    """The untrained base and the aligned RM judged on the grounding probe's records, into
+    ``judges/<base>-scalar-grounding`` and ``judges/<aligned_id>-grounding``; rows by label."""
+    base_id = f"{models.get_spec(scalar_base).name}-scalar{PROBE_SUFFIX}"
+    base = judge_into_run(rd, scalar_base, kind="scalar", records=list(records), judge_id=base_id, verbose=False,
+                          **run_kwargs)
+    after = judge_into_run(rd, str(aligned.out_dir), kind="scalar", records=list(records),
+                           judge_id=aligned_id + PROBE_SUFFIX, loaded=aligned.loaded, verbose=False, **run_kwargs)
+    return {f"{scalar_base} (untrained head)": base, f"{aligned_id} (this notebook)": after}
 
 
 def finish_scalar(rd: str | os.PathLike, out: str | os.PathLike, aligned: AlignResult, metrics: dict,

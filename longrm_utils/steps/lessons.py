@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..contracts import LESSONS as LESSONS_FILE
-from ..evaluate.lessons import RULES, lesson
+from ..contracts import LESSONS as LESSONS_FILE, read_predictions
+from ..evaluate.lessons import RULES, lesson, measure
 from ..io import read_json, write_json
 
 METRIC_WORDS = {"parse_failure_rate": "format-failure rate", "two_order_accuracy": "two-order accuracy",
@@ -19,10 +19,12 @@ METRIC_WORDS = {"parse_failure_rate": "format-failure rate", "two_order_accuracy
 
 
 LIMITS = {
-    "scalar_rm_learns": "Why: in the course's benchmark every wrong value of a rejected answer also occurs in the "
-                        "context, as another entity's value, so the RM must bind each value to its entity; a 135M "
-                        "model with LoRA does not learn that binding in the few steps a CPU run affords. A GPU "
-                        "profile's 8B RM is where this lesson is meant to hold.",
+    "scalar_rm_learns": "Why: on the grounding probe every word of a wrong answer occurs in the context, so the RM "
+                        "must check the pairing of names against the sentence that states it. With the `cpu` "
+                        "profile's splice items (train_data 'grounding', 40 steps at learning rate 2e-3) "
+                        "SmolLM2-135M-RM learned it; trained on the benchmark's mixed records instead, it did not "
+                        "in the same 40 steps (benchmarks/RESULTS.md). Fewer steps, another learning rate or "
+                        "a miniature model leave it at chance.",
     "bias_reduced": "Why: Stage II here is a few steps on a 135M judge at short contexts; attacking position "
                     "bias needs more steps and a stronger base (the cpu-real and GPU profiles).",
 }
@@ -99,11 +101,29 @@ def markdown(entry: dict[str, Any]) -> str:
     return text + "**It does not hold on this run:** " + "; ".join(why_not(entry)) + "." + limit
 
 
-def show(entry: dict[str, Any]) -> None:
-    """Display :func:`markdown` in a notebook (plain text elsewhere)."""
+def comparison(rd: str | os.PathLike, what: str, *, metric: str, before: str | None, after: str | None,
+               item_filter: dict | None = None) -> str:
+    """A measured before/after that is not a lesson (no rule), in one sentence: the change on ``what``
+    with its paired 95% interval, and whether the interval excludes 0. Paths are relative to ``rd``."""
+    if before is None or after is None:
+        return f"On {what}: not measured on this run (a side's judge is not in this run directory)."
+    m = measure(read_predictions(Path(rd) / before), read_predictions(Path(rd) / after), metric,
+                before_filter=item_filter, after_filter=item_filter)
+    b, a, ci = m["before_value"], m["after_value"], m["diff_ci95"]
+    if b is None or a is None or ci is None:
+        return f"On {what}: no item on one side."
+    verdict = ("the interval excludes 0: it " + ("rose" if ci[0] > 0 else "fell") if ci[0] > 0 or ci[1] < 0
+               else "the interval includes 0: no measurable change")
+    return (f"On {what}: {METRIC_WORDS[metric]} {b:.2f} → {a:.2f} on {m['n_items']} items (change {a - b:+.2f}, "
+            f"95% interval [{ci[0]:+.2f}, {ci[1]:+.2f}]); {verdict}.")
+
+
+def show(entry: dict[str, Any] | str) -> None:
+    """Display :func:`markdown` of a lesson entry (or a rendered sentence) in a notebook (plain text elsewhere)."""
+    text = entry if isinstance(entry, str) else markdown(entry)
     try:
         from IPython.display import Markdown, display
     except ImportError:
-        print(markdown(entry))
+        print(text)
         return
-    display(Markdown(markdown(entry)))
+    display(Markdown(text))

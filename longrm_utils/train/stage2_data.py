@@ -15,7 +15,8 @@ Three routes:
   in BOTH display orders, chosen = the label-correct rule judgement, rejects = a fluent judgement
   that argues for the worse response, and one whose verdict contradicts its own analysis (the
   paper's §2.2 failure pattern). It attacks position bias directly.
-* :func:`record_preferences` for scalar RMs: the benchmark's own labels (best answer chosen).
+* :func:`record_preferences` for scalar RMs: the benchmark's own labels (best answer chosen);
+  :func:`splice_preferences`, the grounding probe's training items (notebook 06 on the CPU default).
 
 :func:`pad_records` applies Stage I's short-to-long padding to whole records, so Stage II can
 train at long length. The official LongRM SimPO layout is imported by :mod:`.official`.
@@ -30,6 +31,8 @@ from typing import Any, Sequence
 
 from .. import models
 from ..bench import metrics, schema
+from ..bench.candidates import render_candidate, user_prompt_for
+from ..bench.generators import FOUNDERS_SUBTASK, generate, item_rng
 from ..constants import SLOT_LETTERS
 from ..contracts import PrefItem
 from ..judge import parse, prompts
@@ -386,4 +389,31 @@ def record_preferences(records: Sequence[dict], *, V: int = 3, tasktypes: Sequen
                                "tasktype": rec.get("tasktype"), "bucket": rec.get("ctx_length_for_length"),
                                "source": "benchmark_labels"}))
         counts[rec["tasktype"]] += 1
+    return items, counts
+
+
+def splice_preferences(n: int, count, *, seed: int = 0, token_range: tuple[int, int] = (224, 288),
+                       exclude_golden: Sequence[str] = ()) -> tuple[list[PrefItem], Counter]:
+    """Training items of the grounding probe (notebook 06 on the CPU default): ``n`` questions of the
+    LongQA ``founders`` subtask (:data:`~longrm_utils.bench.generators.FOUNDERS_SUBTASK`), each with the
+    golden answer chosen and exactly two rejects in the concise phrasing, one with a wrong first name
+    and one with a wrong surname, both spliced from names in the context.
+
+    They are Best-of-3 *preference items* (the multi-reject loss with V = 2), not BestOfN records: both
+    rejects fall in the same quality tier. Items whose golden answer is in ``exclude_golden`` (the
+    held-out set's) are left out and counted under ``excluded_shared``. Measured in
+    ``benchmarks/RESULTS.md``: these items teach SmolLM2-135M-RM the check in about 20 steps, while the
+    benchmark's own mixed pairs and tiers did not in the same 40.
+    """
+    exclude, items, counts = set(exclude_golden), [], Counter()
+    for i in range(n):
+        trip = generate("LongQA", token_range, count, seed=seed, index=f"splice-{i}", subtask=FOUNDERS_SUBTASK)
+        rng = item_rng(seed, "splice", i)
+        chosen, *rejects = [render_candidate(trip, "concise", wrong, rng).text for wrong in ((), (0,), (1,))]
+        if trip.golden("concise") in exclude:
+            counts["excluded_shared"] += 1
+            continue
+        items.append(PrefItem(f"LongQA:splice-{i}", [{"role": "user", "content": user_prompt_for(trip)[0]}], chosen,
+                              rejects, {"task": "LongQA", "source": "grounding_splices"}))
+        counts["splices"] += 1
     return items, counts
