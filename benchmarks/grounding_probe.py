@@ -16,7 +16,7 @@ Best-of-2/3 records with V rejects (``--rejects records``), or items with exactl
 It trains with :func:`longrm_utils.train.align.train_alignment` (``kind="scalar"``, the notebook-06
 call) and scores the held-out pairs before and after with :func:`~longrm_utils.train.align.pair_accuracy`
 (chosen scores above the reject; chance 0.5). Each run appends one row to ``--out`` with its
-command, the loss every few steps and the wall time on this machine. One run takes 4-8 minutes on
+command, the loss every few steps and the wall time on this machine. One run takes about 7 minutes on
 2 cores; run one at a time (two torch jobs on 2 cores slow each other many times over).
 """
 from __future__ import annotations

@@ -128,3 +128,21 @@ def test_profile_lessons_must_be_a_list_of_ids(tmp_path):
     p.write_text("lessons: format_fixed\n")
     with pytest.raises(ProfileError, match="'lessons' is a list of lesson ids"):
         load_profile(str(p))
+
+
+def test_a_comparison_without_a_rule_says_which_way_it_went(tmp_path):
+    """Notebook 06's short-set sentence: measured like a lesson, worded by its interval."""
+    from longrm_utils.steps import lessons as steps_lessons
+
+    for name, preds in (("hi", judge(70, right=50)), ("lo", judge(70, right=20)), ("same", judge(70, right=49))):
+        (tmp_path / "judges" / name).mkdir(parents=True)
+        (tmp_path / "judges" / name / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    rel = "judges/{}/predictions.jsonl".format
+    fell = steps_lessons.comparison(tmp_path, "the short set", metric="two_order_accuracy", before=rel("hi"),
+                                    after=rel("lo"))
+    assert "0.71 → 0.29 on 70 items" in fell and fell.endswith("the interval excludes 0: it fell.")
+    flat = steps_lessons.comparison(tmp_path, "the short set", metric="two_order_accuracy", before=rel("hi"),
+                                    after=rel("same"))
+    assert flat.endswith("the interval includes 0: no measurable change.")
+    assert "not measured" in steps_lessons.comparison(tmp_path, "x", metric="two_order_accuracy", before=None,
+                                                      after=rel("lo"))
