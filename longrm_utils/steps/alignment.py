@@ -318,7 +318,8 @@ def rewardtrainer_baseline(model: str, tokenizer, prompt_tokens: Sequence[int], 
     cfg = AlignConfig(max_steps=steps, items_per_step=1, learning_rate=1e-3, max_length=max_length)
     res = train_reward_baseline(bl, items, cfg, out)
     print(f"RewardTrainer: {res['data']['skipped_too_long']} of {res['data']['items']} pairs exceed "
-          f"max_length={max_length} and were dropped (counted); losses {[round(x, 3) for x in res['losses']]}")
+          f"max_length={max_length} and were dropped (counted); trl kept the other {res['data']['kept']}; "
+          f"losses {[round(x, 3) for x in res['losses']]}")
     return res
 
 
