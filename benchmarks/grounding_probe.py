@@ -32,8 +32,8 @@ from pathlib import Path
 
 import torch
 
-from longrm_utils.bench.build import build_short
-from longrm_utils.bench.generators import FOUNDERS_SUBTASK
+from longrm_utils.bench.build import build_grounding
+from longrm_utils.bench.generators import FOUNDERS_TOKENS
 from longrm_utils.bench.text import counter_for
 from longrm_utils.judge.run import spread
 from longrm_utils.train import align, stage2_data
@@ -44,12 +44,10 @@ MODEL = "smollm2-135m-rm"
 def probe_sets(train_items: int, token_range: tuple[int, int], seed: int = 0) -> tuple[list[dict], list[dict]]:
     """(training records, 64 held-out pairs), disjoint by content, counted with SmolLM2's tokenizer."""
     count = counter_for("smollm2-135m-instruct")
-    held, _ = build_short(count, seed=seed, tasks=["LongQA"], subtask=FOUNDERS_SUBTASK, namespace="probe",
-                          pairs_per_task=64, bon_per_task=0, short_range=token_range)
+    held = build_grounding(count, seed=seed, pairs=64, bon=0, namespace="probe", token_range=token_range)
     bon = train_items // 3
-    train, _ = build_short(count, seed=seed, tasks=["LongQA"], subtask=FOUNDERS_SUBTASK, namespace="probe-train",
-                           pairs_per_task=train_items - bon, bon_per_task=bon, bon_sizes=(2, 3),
-                           short_range=token_range, exclude=held.records)
+    train = build_grounding(count, seed=seed, pairs=train_items - bon, bon=bon, namespace="probe-train",
+                            token_range=token_range, exclude=held.records)
     return train.records, held.records
 
 
@@ -60,7 +58,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--V", type=int, default=2)
     p.add_argument("--items-per-step", type=int, default=4)
-    p.add_argument("--range", type=int, nargs=2, default=(224, 288), help="context tokens, lowest and highest")
+    p.add_argument("--range", type=int, nargs=2, default=FOUNDERS_TOKENS, help="context tokens, lowest and highest")
     p.add_argument("--rejects", choices=("records", "splices"), default="records",
                    help="records: the benchmark's pairs and Best-of-2/3 records; splices: two one-word splices per item")
     p.add_argument("--threads", type=int, default=2)

@@ -296,8 +296,7 @@ def test_hub_set_counts_contexts_too_short_for_a_bucket(count):
 def test_founders_probe_wrong_names_are_spliced_from_the_context():
     """The grounding probe's wrong answers use only words of the context, so no word-overlap or
     length cue separates them; only the pairing of first name and surname is wrong."""
-    rep, _ = B.build_short(T.counter_for("smollm2-135m-instruct"), tasks=["LongQA"], subtask=G.FOUNDERS_SUBTASK, namespace="probe", pairs_per_task=16,
-                           bon_per_task=4, bon_sizes=(2, 3), short_range=(192, 256))
+    rep = B.build_grounding(T.counter_for("smollm2-135m-instruct"), pairs=16, bon=4, namespace="probe")
     recs = rep.records
     assert len(recs) == rep.requested == 20 and not rep.skips
     assert {r["subtask"] for r in recs} == {G.FOUNDERS_SUBTASK}

@@ -31,7 +31,7 @@ from . import metrics as M
 from .candidates import FORMATS, SAME_CONTEXT_PERTURBATIONS, Candidate, candidate_for_tier, candidate_pair, make_record
 from .card import CARD_FILE, counts, plot_card, write_card
 from .cues import CUE_KINDS, cue_item_scores, words
-from .generators import STYLES, Triplet, generate, item_rng
+from .generators import FOUNDERS_SUBTASK, FOUNDERS_TOKENS, STYLES, Triplet, generate, item_rng
 from .schema import META_KEY, answers, context_parts, write_jsonl
 from .text import ContextTooShort, TokenCounter, counter_for
 
@@ -330,6 +330,17 @@ def build_short(count: TokenCounter, *, seed: int = 0, pairs_per_task: int = 8, 
                 exclude_keys={content_key(r) for r in exclude}, exclude_fingerprints=fingerprints(exclude) or None,
                 subtask=subtask, progress=progress)
     return rep, cells
+
+
+def build_grounding(count: TokenCounter, *, seed: int = 0, pairs: int = 64, bon: int = 12,
+                    namespace: str = "grounding", token_range: tuple[int, int] = FOUNDERS_TOKENS,
+                    exclude: Sequence[dict] = ()) -> BuildReport:
+    """The grounding probe of notebook 06 (LongQA ``founders``): ``pairs`` pairs (same/cross) and
+    ``bon`` Best-of-2/3 records (a wrong name has only two quality tiers, so no Best-of-4)."""
+    rep, _ = build_short(count, seed=seed, tasks=["LongQA"], subtask=FOUNDERS_SUBTASK, namespace=namespace,
+                         pairs_per_task=pairs, bon_per_task=bon, bon_sizes=(2, 3), short_range=token_range,
+                         exclude=exclude)
+    return rep
 
 
 def build_course_sets(out: str | Path, *, tokenizer: str = "tiny", short_tokenizer: str | None = "smollm2-135m-instruct",

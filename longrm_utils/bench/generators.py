@@ -154,6 +154,8 @@ def _spec_longqa(rng: random.Random, namer: Namer, subtask: str | None) -> Spec:
                 lambda r: prose_doc(r, None), evidence_of_slot=ev_of_slot)
 
 
+FOUNDERS_TOKENS = (224, 288)
+"""Context length range (tokens) of the grounding probe: room for its five evidence documents."""
 FOUNDERS_SUBTASK = "founders"
 """LongQA subtask of the grounding probe (notebook 06): who founded one of five institutions. A wrong
 name is spliced from names in the context: the true first name with another founder's surname, another

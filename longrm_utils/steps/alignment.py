@@ -27,8 +27,7 @@ from typing import Any, Sequence
 
 from .. import models
 from ..bench import schema
-from ..bench.build import build_short
-from ..bench.generators import FOUNDERS_SUBTASK
+from ..bench.build import build_grounding
 from ..bench.text import counter_for
 from ..contracts import PrefItem, write_pref_jsonl
 from ..io import write_json
@@ -343,20 +342,18 @@ def scalar_rows(rd: str | os.PathLike, records: Sequence[dict], aligned: AlignRe
 
 
 def grounding_probe(rd: str | os.PathLike, out: str | os.PathLike, *, train_items: int, held_pairs: int = 64,
-                    held_bon: int = 12, seed: int = 0, token_range: tuple[int, int] = (224, 288),
-                    tokenizer: str = "smollm2-135m-instruct") -> tuple[list[PrefItem], list[dict], Counter]:
+                    held_bon: int = 12, seed: int = 0, tokenizer: str = "smollm2-135m-instruct") -> tuple[list[PrefItem], list[dict], Counter]:
     """Notebook 06's grounding probe: ``held_pairs`` pairs and ``held_bon`` Best-of-2/3 records of the
     LongQA ``founders`` subtask, written to ``out/grounding.jsonl`` and registered as ``bench/grounding``,
     and ``train_items`` splice training items built apart from them
-    (:func:`~longrm_utils.train.stage2_data.splice_preferences`). Context lengths are counted with
-    ``tokenizer``. Returns (training items, held-out records, training counts)."""
+    (:func:`~longrm_utils.bench.build.build_grounding`, :func:`~longrm_utils.train.stage2_data.splice_preferences`).
+    Context lengths are counted with ``tokenizer``. Returns (training items, held-out records, training counts)."""
     count = counter_for(tokenizer)
-    rep, _ = build_short(count, seed=seed, tasks=["LongQA"], subtask=FOUNDERS_SUBTASK, namespace="grounding",
-                         pairs_per_task=held_pairs, bon_per_task=held_bon, bon_sizes=(2, 3), short_range=token_range)
+    rep = build_grounding(count, seed=seed, pairs=held_pairs, bon=held_bon)
     if rep.skips:
         print(f"grounding probe: {len(rep.skips)} held-out items skipped, e.g. {rep.skips[0]}")
     register_artifact(rd, "bench/grounding", schema.write_jsonl(rep.records, Path(out) / "grounding.jsonl"))
-    items, counts = stage2_data.splice_preferences(train_items, count, seed=seed, token_range=token_range,
+    items, counts = stage2_data.splice_preferences(train_items, count, seed=seed,
                                                    exclude_golden=[r["meta"]["golden"] for r in rep.records])
     return items, rep.records, counts
 

@@ -23,8 +23,8 @@ LIMITS = {
                         "must check the pairing of names against the sentence that states it. With the `cpu` "
                         "profile's splice items (train_data 'grounding', 40 steps at learning rate 2e-3) "
                         "SmolLM2-135M-RM learned it; trained on the benchmark's mixed records instead, it did not "
-                        "in the same 40 steps (benchmarks/RESULTS.md). Fewer steps, another learning rate or "
-                        "a miniature model leave it at chance.",
+                        "in the same 40 steps (benchmarks/RESULTS.md). Other settings may not: at learning "
+                        "rate 3e-3 an earlier version of the probe stayed at chance.",
     "bias_reduced": "Why: Stage II here is a few steps on a 135M judge at short contexts; attacking position "
                     "bias needs more steps and a stronger base (the cpu-real and GPU profiles).",
 }
