@@ -343,3 +343,42 @@ def test_grounding_probe_benchmark_builds_what_its_rows_claim():
         args = shlex.split(r["command"])[3:]
         assert ("--rejects" in args and args[args.index("--rejects") + 1] == r["rejects"]) or r["rejects"] == "records"
         assert 0 <= r["before"] <= 1 and 0 <= r["after"] <= 1 and r["held_out_pairs"] == 64
+
+
+def test_lengthened_probe_keeps_the_item_and_adds_only_distractor_founders():
+    """Lesson length_decline's ladder: the same id, question, answers and five founder documents at
+    the 4k bucket; every added fact names another institution and people who share no name with the
+    five, so the answer is still decided by the same sentence."""
+    count = T.counter_for("smollm2-135m-instruct")
+    rec = B.build_grounding(count, pairs=2, bon=0, namespace="ladder").records[0]
+    long = B.lengthen(rec, "4k", count)
+    schema.validate_record(long)
+    assert long["id"] == rec["id"] and long["question"] == rec["question"]
+    assert schema.answers(long) == schema.answers(rec)
+    assert long["ctx_length_for_length"] == "4k" and long["meta"]["lengthened_from"] == rec["meta"]["context_tokens"]
+    ctx, old = schema.context_parts(long)[1], schema.context_parts(rec)[1]
+    assert count(ctx) == long["meta"]["context_tokens"] == B.target_tokens("4k")
+    spans = lambda r, c: [c[a:b] for a, b in sorted(r["meta"]["evidence_spans"] + r["meta"]["confuser_spans"])]  # noqa: E731
+    assert spans(long, ctx) == spans(rec, old)  # the five founder documents, in their order
+    five = re.findall(r"The (\w+) \w+(?: \w+)? was founded by (\w+) (\w+)\.", " ".join(spans(rec, old)))
+    names = {w for f in five for w in f}
+    added = re.findall(r"The (\w+) \w+(?: \w+)? was founded by (\w+) (\w+)\.", ctx)
+    assert len(five) == 5 and len(added) > 40
+    assert all(not set(f) & names for f in added if f not in five)
+    gold = long["meta"]["golden_slots"]
+    ev = [ctx[a:b] for a, b in long["meta"]["evidence_spans"]]
+    assert len(ev) == 1 and f"founded by {gold[0]} {gold[1]}." in ev[0]
+    with pytest.raises(ValueError, match="not a grounding-probe"):
+        B.lengthen({**rec, "subtask": "single-doc"}, "4k", count)
+
+
+def test_long_splice_items_are_the_short_ones_with_a_longer_context():
+    from longrm_utils.train import stage2_data
+
+    count = T.counter_for("smollm2-135m-instruct")
+    short, _ = stage2_data.splice_preferences(2, count, first=5)
+    long, counts = stage2_data.splice_preferences(2, count, first=5, bucket="4k")
+    assert counts == {"splices": 2} and [i.id for i in long] == [i.id + "-4k" for i in short]
+    for s, l in zip(short, long):
+        assert (l.chosen, l.rejects) == (s.chosen, s.rejects)
+        assert count(l.prompt[-1]["content"]) > B.target_tokens("4k") > 4 * count(s.prompt[-1]["content"])

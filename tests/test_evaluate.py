@@ -178,6 +178,7 @@ def test_unlisted_and_bench(run):
     assert ej.judge_bench(both) == "long+official"
     probe = [line("LongQA", "g1", "short", 0, True, source="longrm-gen/founders")]
     assert ej.judge_bench(probe) == "grounding"  # notebook 06's probe is not the short set
+    assert ej.judge_bench([line("LongQA", "g1", "4k", 0, True, source="longrm-gen/founders")]) == "grounding-long"
     assert ej.judge_bench(probe + [line("LongQA", "2", "short", 0, True)]) == "short"
     with pytest.raises(ValueError):
         ej.judge_bench([])

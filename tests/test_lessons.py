@@ -146,3 +146,25 @@ def test_a_comparison_without_a_rule_says_which_way_it_went(tmp_path):
     assert flat.endswith("the interval includes 0: no measurable change.")
     assert "not measured" in steps_lessons.comparison(tmp_path, "x", metric="two_order_accuracy", before=None,
                                                       after=rel("lo"))
+
+
+def test_a_lesson_this_run_skipped_comes_from_the_committed_run_and_says_so(tmp_path, monkeypatch):
+    """Notebook 06 on `cpu` does not measure the length lessons; it shows the committed `cpu-real`
+    entry, labelled as not this run's, or says that there is none."""
+    from longrm_utils.steps import lessons as steps_lessons
+
+    for name, preds in (("short", judge(40, right=38)), ("long", judge(40, right=24))):
+        (tmp_path / "run" / "judges" / name).mkdir(parents=True)
+        (tmp_path / "run" / "judges" / name / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    kw = dict(notebook="06", claim="It declines.", metric="two_order_accuracy", before="judges/short/predictions.jsonl",
+              after="judges/long/predictions.jsonl")
+    measured = steps_lessons.record_or_committed(tmp_path / "run", "length_decline", measured=True, **kw)
+    assert measured["before_value"] == 0.95 and measured["after_value"] == 0.6 and measured["holds"] is True
+    monkeypatch.setattr(steps_lessons, "COMMITTED_RESULTS", tmp_path / "results")
+    absent = steps_lessons.record_or_committed(tmp_path / "other", "length_decline", measured=False, **kw)
+    assert "no committed `cpu-real` run has it" in absent and not (tmp_path / "other").exists()
+    (tmp_path / "results" / "cpu-real").mkdir(parents=True)
+    (tmp_path / "results" / "cpu-real" / "lessons.json").write_text((tmp_path / "run" / "lessons.json").read_text())
+    shown = steps_lessons.record_or_committed(tmp_path / "other", "length_decline", measured=False, **kw)
+    assert shown.startswith("*Not measured on this run; from the committed `cpu-real` run")
+    assert "0.95 → 0.60 on 40 items" in shown and "It holds on this run." in shown

@@ -28,11 +28,12 @@ from ..runtime import push_to_hub
 from ..constants import (BUCKET_TOKENS, BUCKETS, PAPER_BON_ITEMS_PER_SIZE, PAPER_PAIRWISE_ITEMS, PAPER_TASK_COUNTS,
                          SHORT_BUCKET, TASKS)
 from . import metrics as M
-from .candidates import FORMATS, SAME_CONTEXT_PERTURBATIONS, Candidate, candidate_for_tier, candidate_pair, make_record
+from .candidates import (FORMATS, SAME_CONTEXT_PERTURBATIONS, Candidate, candidate_for_tier, candidate_pair, make_record,
+                         words_bucket)
 from .card import CARD_FILE, counts, plot_card, write_card
 from .cues import CUE_KINDS, cue_item_scores, words
-from .generators import FOUNDERS_SUBTASK, FOUNDERS_TOKENS, STYLES, Triplet, generate, item_rng
-from .schema import META_KEY, answers, context_parts, write_jsonl
+from .generators import FOUNDERS_SUBTASK, FOUNDERS_TOKENS, STYLES, Triplet, generate, item_rng, lengthen_founders
+from .schema import META_KEY, answers, context_parts, with_context, write_jsonl
 from .text import ContextTooShort, TokenCounter, counter_for
 
 CONTEXT_FRACTION = 0.875
@@ -342,6 +343,35 @@ def build_grounding(count: TokenCounter, *, seed: int = 0, pairs: int = 64, bon:
                          exclude=exclude)
     return rep
 
+
+def lengthen(rec: dict, bucket: str, count: TokenCounter | None = None, *, seed: int = 0) -> dict:
+    """The same grounding-probe record at a longer ``bucket``: its id, question, answers and five founder
+    documents are kept, and the context around them is rebuilt to the bucket's length
+    (:func:`target_tokens`) from founder facts about other institutions
+    (:func:`~longrm_utils.bench.generators.lengthen_founders`: the longer context holds more
+    distractor facts). Counted with ``count`` (default: the record's tokenizer). The id is kept, so a
+    judge's scores pair item by item across lengths."""
+    m = rec.get(META_KEY) or {}
+    if rec.get("subtask") != FOUNDERS_SUBTASK or not m.get("evidence_spans"):
+        raise ValueError(f"lengthen: record {rec.get('id')!r} is not a grounding-probe ({FOUNDERS_SUBTASK}) record "
+                         "with evidence spans")
+    count = count or counter_for(m["tokenizer"])
+    evidence = {tuple(x) for x in m["evidence_spans"]}
+    spans = sorted(evidence | {tuple(x) for x in m["confuser_spans"]})
+    try:
+        asm = lengthen_founders(context_parts(rec)[1], spans, rec["question"], target_tokens(bucket), count,
+                                item_rng(seed, "lengthen", rec["id"], bucket))
+    except ValueError as e:
+        raise ValueError(f"lengthen: record {rec.get('id')!r}: {e}") from None
+    new = with_context(rec, asm.text)
+    user = new["prompt_template"][-1]["content"]
+    n_words = len(user.split())
+    new.update(ctx_length_for_length=bucket, ctx_length_for_words=words_bucket(n_words), length=count(user),
+               words_count=n_words)
+    new[META_KEY].update(context_tokens=asm.n_tokens, lengthened_from=m["context_tokens"],
+                         evidence_spans=[list(sp) for sp, old in zip(asm.required_spans, spans) if old in evidence],
+                         confuser_spans=[list(sp) for sp, old in zip(asm.required_spans, spans) if old not in evidence])
+    return new
 
 def build_course_sets(out: str | Path, *, tokenizer: str = "tiny", short_tokenizer: str | None = "smollm2-135m-instruct",
                       buckets: Sequence[str] = ("4k", "8k"), items_per_cell: int = 1, rotate_bon: bool = True,

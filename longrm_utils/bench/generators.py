@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -190,6 +191,43 @@ def _spec_founders(rng: random.Random, namer: Namer) -> Spec:
                 f"Who founded the {names[0]}?", required, [at], slots, alts, ["first name", "surname"], render,
                 lambda v: {"answer": " ".join(v)}, lambda r: prose_doc(r, None), evidence_of_slot=[at, at])
 
+
+_FOUNDED_BY = re.compile(r"The (\S+) .+? was founded by (\S+) (\S+)\.")
+
+
+def _founders_distractors(kind: str, avoid: set[str], per_doc: int = 3) -> Callable[[random.Random], str]:
+    """Filler documents of ``per_doc`` founder facts about other institutions of the same ``kind``,
+    sharing no word with ``avoid``."""
+    namer: list[Namer] = []
+
+    def doc(rng: random.Random) -> str:
+        if not namer:
+            namer.append(Namer(rng))
+        facts = []
+        while len(facts) < per_doc:
+            (f, l), w = namer[0].person().split(" ", 1), namer[0].word()
+            if not {f, l, w} & avoid:
+                facts.append(f"The {w} {kind} was founded by {f} {l}.")
+        return " ".join(facts)
+
+    return doc
+
+
+def lengthen_founders(context: str, spans: Sequence[tuple[int, int]], question: str, target: int,
+                      count: TokenCounter, rng: random.Random) -> Assembled:
+    """A founders (grounding-probe) context rebuilt to ``target`` tokens around the same five founder
+    documents (``spans``: their character spans in ``context``, kept in order). The filler is documents
+    of founder facts about other institutions of the same kind, as a longer real document holds more
+    people and more facts like the one asked about. No distractor shares a word with the five
+    institutions' names or their founders' names, so every answer still pairs names of the five, and
+    only their sentences decide it. The returned ``required_spans`` follow the order of ``spans``."""
+    docs = [context[a:b] for a, b in spans]
+    named = [_FOUNDED_BY.search(d) for d in docs]
+    if len(docs) != 5 or None in named:
+        raise ValueError("lengthen_founders: expected the five 'The ... was founded by First Surname.' documents")
+    kind = question.rstrip("?").split(" ", 4)[-1]  # "Who founded the <Name> <Kind>?"
+    avoid = {w for m in named for w in m.groups()}
+    return assemble(docs, target, count, rng, _founders_distractors(kind, avoid))
 
 _ROOMS = ("kitchen", "garden", "hallway", "office", "cellar", "bathroom", "bedroom", "balcony", "garage", "attic")
 

@@ -19,6 +19,7 @@ from ..io import read_json
 BENCH_LABELS = {"long": "long benchmark (generated)", "official": "Long-RewardBench (official)",
                 "short": "short set (generated)", "rewardbench": "RewardBench (short)",
                 "grounding": "grounding probe (generated)",
+                "grounding-long": "grounding probe at longer contexts (generated)",
                 "long+official": "long benchmark (generated + official items)", "mixed": "mixed short + long items"}
 """What :func:`judge_bench` returns -> how tables name it."""
 
@@ -48,7 +49,7 @@ def judge_bench(preds: Sequence[dict], config: dict | None = None) -> str:
     """Which benchmark a judge ran on (a key of :data:`BENCH_LABELS`), from its prediction lines.
 
     RewardBench items carry ``source = reward-bench/...``; the generated sets ``longrm-gen/...``
-    (the grounding probe of notebook 06 only ``longrm-gen/founders``);
+    (the grounding probe of notebook 06 only ``longrm-gen/founders``, at the short bucket or lengthened);
     a line whose bucket is ``short`` is a short item. Other sources (or a run_config ``bench``
     naming LongRewardBench) are the official release.
     """
@@ -57,9 +58,9 @@ def judge_bench(preds: Sequence[dict], config: dict | None = None) -> str:
     sources = {str(p.get("source") or "") for p in preds}
     if all(s.startswith(REWARDBENCH_SOURCE + "/") for s in sources):
         return "rewardbench"
-    if sources == {f"{GENERATOR_SOURCE}/{FOUNDERS_SUBTASK}"}:
-        return "grounding"
     buckets = {p.get("ctx_length_for_length") for p in preds}
+    if sources == {f"{GENERATOR_SOURCE}/{FOUNDERS_SUBTASK}"}:
+        return "grounding" if buckets == {SHORT_BUCKET} else "grounding-long"
     if buckets == {SHORT_BUCKET}:
         return "short"
     if SHORT_BUCKET in buckets:

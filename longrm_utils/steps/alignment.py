@@ -11,7 +11,9 @@ train, save); the notebooks call it and register the model. This module holds wh
   :func:`finish_generative` (headline and ``summary.json``);
 * notebook 06: the shared-prefix measurements (:func:`mechanics_table`,
   :func:`shared_prefix_speedup`), trl's ``RewardTrainer`` baseline (:func:`rewardtrainer_baseline`),
-  the grounding probe's data and judges (:func:`grounding_probe`, :func:`scalar_probe_rows`), the
+  the grounding probe's data and judges (:func:`grounding_probe`, :func:`scalar_probe_rows`), the probe
+  at a longer bucket and short-to-long training (:func:`length_ladder`, :func:`long_splices`,
+  :func:`judge_probe`), the
   harness rows on the short set (:func:`scalar_rows`) and :func:`finish_scalar`.
 
 Judge folders follow ``docs/contracts.md`` §3; headlines and artifacts the run directory (§5).
@@ -27,7 +29,7 @@ from typing import Any, Sequence
 
 from .. import models
 from ..bench import schema
-from ..bench.build import build_grounding
+from ..bench.build import build_grounding, lengthen
 from ..bench.text import counter_for
 from ..contracts import PrefItem, write_pref_jsonl
 from ..io import write_json
@@ -368,6 +370,35 @@ def scalar_probe_rows(rd: str | os.PathLike, records: Sequence[dict], aligned: A
     after = judge_into_run(rd, str(aligned.out_dir), kind="scalar", records=list(records),
                            judge_id=aligned_id + PROBE_SUFFIX, loaded=aligned.loaded, verbose=False, **run_kwargs)
     return {f"{scalar_base} (untrained head)": base, f"{aligned_id} (this notebook)": after}
+
+
+def length_ladder(rd: str | os.PathLike, out: str | os.PathLike, records: Sequence[dict], *, bucket: str, pairs: int,
+                  seed: int = 0) -> list[dict]:
+    """Lesson ``length_decline``'s items: the first ``pairs`` held-out probe pairs rebuilt at ``bucket``
+    (:func:`~longrm_utils.bench.build.lengthen`: same ids, questions, evidence and answers, with more
+    founder facts about other institutions around them), written to ``out/grounding-<bucket>.jsonl``
+    and registered as ``bench/grounding-<bucket>``."""
+    held = [r for r in records if r.get("tasktype") == "PairWise"][:pairs]
+    ladder = [lengthen(r, bucket, seed=seed) for r in held]
+    register_artifact(rd, f"bench/grounding-{bucket}",
+                      schema.write_jsonl(ladder, Path(out) / f"grounding-{bucket}.jsonl"))
+    return ladder
+
+
+def long_splices(records: Sequence[dict], *, n: int, bucket: str, first: int, seed: int = 0,
+                 tokenizer: str = "smollm2-135m-instruct") -> tuple[list[PrefItem], Counter]:
+    """``n`` splice training items at ``bucket`` (the long half of short-to-long training), from
+    questions ``first`` onwards (so none repeats a short training item) and none sharing a golden
+    answer with the held-out ``records``."""
+    return stage2_data.splice_preferences(n, counter_for(tokenizer), seed=seed, bucket=bucket, first=first,
+                                          exclude_golden=[r["meta"]["golden"] for r in records])
+
+
+def judge_probe(rd: str | os.PathLike, records: Sequence[dict], result: AlignResult, judge_id: str,
+                **run_kwargs: Any) -> dict:
+    """An aligned RM judged on probe records (short or lengthened) into ``judges/<judge_id>``; its harness row."""
+    return judge_into_run(rd, str(result.out_dir), kind="scalar", records=list(records), judge_id=judge_id,
+                          loaded=result.loaded, verbose=False, **run_kwargs)
 
 
 def finish_scalar(rd: str | os.PathLike, out: str | os.PathLike, aligned: AlignResult, metrics: dict,

@@ -25,6 +25,11 @@ LIMITS = {
                         "SmolLM2-135M-RM learned it; trained on the benchmark's mixed records instead, it did not "
                         "in the same 40 steps (benchmarks/RESULTS.md). Other settings may not: at learning "
                         "rate 3e-3 an earlier version of the probe stayed at chance.",
+    "length_decline": "Why: the decline needs contexts where the RM's check gets harder; at a few thousand "
+                      "tokens of founder facts SmolLM2-135M-RM measured it in benchmarks/RESULTS.md, with fewer "
+                      "items or shorter contexts the interval may include 0.",
+    "long_training_restores": "Why: a few steps of long training on CPU may not be enough for a 135M RM; "
+                              "raise long_train_items and long_max_steps.",
     "bias_reduced": "Why: Stage II here is a few steps on a 135M judge at short contexts; attacking position "
                     "bias needs more steps and a stronger base (the cpu-real and GPU profiles).",
 }
@@ -55,6 +60,28 @@ def record(rd: str | os.PathLike, lesson_id: str, *, notebook: str, claim: str, 
     entries = [e for e in (read_json(path)["lessons"] if path.exists() else []) if e["id"] != lesson_id]
     write_json(path, {"lessons": entries + [entry]})
     return entry
+
+
+COMMITTED_RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
+"""The committed runs' rendered results: the ``cpu`` run at the top, other profiles in sub-folders."""
+
+
+def committed(profile: str, lesson_id: str) -> str:
+    """A lesson as the committed run of ``profile`` measured it (``docs/results/<profile>/lessons.json``),
+    rendered by :func:`markdown` and labelled as not this run's; or a sentence saying it is not there."""
+    path = COMMITTED_RESULTS / profile / LESSONS_FILE
+    found = [e for e in (read_json(path)["lessons"] if path.is_file() else []) if e["id"] == lesson_id]
+    if not found:
+        return (f"**Lesson `{lesson_id}`:** not measured on this run, and no committed `{profile}` run has it "
+                f"(looked in `{path}`).")
+    return f"*Not measured on this run; from the committed `{profile}` run (`docs/results/{profile}`):* " + markdown(found[0])
+
+
+def record_or_committed(rd: str | os.PathLike, lesson_id: str, *, measured: bool, profile: str = "cpu-real",
+                        **kwargs: Any) -> dict[str, Any] | str:
+    """:func:`record` when this run measured the lesson; otherwise the committed ``profile`` run's
+    entry, rendered (:func:`committed`). :func:`show` displays either."""
+    return record(rd, lesson_id, **kwargs) if measured else committed(profile, lesson_id)
 
 
 def why_not(entry: dict[str, Any]) -> list[str]:

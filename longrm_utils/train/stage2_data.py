@@ -32,7 +32,8 @@ from typing import Any, Sequence
 from .. import models
 from ..bench import metrics, schema
 from ..bench.candidates import render_candidate, user_prompt_for
-from ..bench.generators import FOUNDERS_SUBTASK, FOUNDERS_TOKENS, generate, item_rng
+from ..bench.build import target_tokens
+from ..bench.generators import FOUNDERS_SUBTASK, FOUNDERS_TOKENS, generate, item_rng, lengthen_founders
 from ..constants import SLOT_LETTERS
 from ..contracts import PrefItem
 from ..judge import parse, prompts
@@ -393,7 +394,8 @@ def record_preferences(records: Sequence[dict], *, V: int = 3, tasktypes: Sequen
 
 
 def splice_preferences(n: int, count, *, seed: int = 0, token_range: tuple[int, int] = FOUNDERS_TOKENS,
-                       exclude_golden: Sequence[str] = ()) -> tuple[list[PrefItem], Counter]:
+                       exclude_golden: Sequence[str] = (), bucket: str | None = None,
+                       first: int = 0) -> tuple[list[PrefItem], Counter]:
     """Training items of the grounding probe (notebook 06 on the CPU default): ``n`` questions of the
     LongQA ``founders`` subtask (:data:`~longrm_utils.bench.generators.FOUNDERS_SUBTASK`), each with the
     golden answer chosen and exactly two rejects in the concise phrasing, one with a wrong first name
@@ -404,16 +406,27 @@ def splice_preferences(n: int, count, *, seed: int = 0, token_range: tuple[int, 
     held-out set's) are left out and counted under ``excluded_shared``. Measured in
     ``benchmarks/RESULTS.md``: these items teach SmolLM2-135M-RM the check in 40 steps (0.50 -> 0.95
     on held-out pairs), while the benchmark's own mixed pairs and tiers reached 0.66 in the same 40.
+
+    ``bucket`` (e.g. ``"4k"``) rebuilds each context to that bucket's length around the same five
+    founder documents, with founder facts about other institutions as filler
+    (:func:`~longrm_utils.bench.generators.lengthen_founders`): the long half of short-to-long training.
+    ``first`` is the index of the first question, so that a long set can use questions a short set did not.
     """
     exclude, items, counts = set(exclude_golden), [], Counter()
-    for i in range(n):
+    for i in range(first, first + n):
         trip = generate("LongQA", token_range, count, seed=seed, index=f"splice-{i}", subtask=FOUNDERS_SUBTASK)
         rng = item_rng(seed, "splice", i)
         chosen, *rejects = [render_candidate(trip, "concise", wrong, rng).text for wrong in ((), (0,), (1,))]
         if trip.golden("concise") in exclude:
             counts["excluded_shared"] += 1
             continue
-        items.append(PrefItem(f"LongQA:splice-{i}", [{"role": "user", "content": user_prompt_for(trip)[0]}], chosen,
-                              rejects, {"task": "LongQA", "source": "grounding_splices"}))
+        context = None
+        if bucket is not None:
+            spans = sorted(trip.evidence_spans + [tuple(x) for x in trip.extra["confuser_spans"]])
+            context = lengthen_founders(trip.context, spans, trip.question, target_tokens(bucket), count,
+                                        item_rng(seed, "splice-long", i, bucket)).text
+        user = user_prompt_for(trip, context)[0]
+        items.append(PrefItem(f"LongQA:splice-{i}" + (f"-{bucket}" if bucket else ""), [{"role": "user", "content": user}],
+                              chosen, rejects, {"task": "LongQA", "source": "grounding_splices", "bucket": bucket}))
         counts["splices"] += 1
     return items, counts
