@@ -1,6 +1,7 @@
 """Render a run directory for readers who don't run anything: ``python -m longrm_utils report``.
 
-Writes ``docs/results/`` (summary, figures, executed notebooks as HTML, an index page) and rewrites
+Writes ``docs/results/`` (summary, figures, executed notebooks as HTML, the run's ``lessons.json`` with
+the predictions it cites, an index page) and rewrites
 the README's course map from the run's measured ``summary.json``.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import yaml
 
 from .cli import ArgumentParser, add_flag
 from .constants import COURSE_MAP, NOTEBOOKS, PROFILE_DIR, REPO_ROOT
+from .contracts import LESSONS as LESSONS_FILE
 from .io import read_json
 from .store import cache_root
 
@@ -74,6 +76,21 @@ def relative_paths(text: str, run: Path, profile: str) -> str:
     return SITE_PACKAGES.sub("site-packages/", text)
 
 
+def copy_lessons(run: Path, out: Path) -> list[str]:
+    """Copy the run's ``lessons.json`` and every prediction file its entries cite to ``out``, at the
+    same relative paths, so that each lesson can be re-measured from the committed files; returns
+    the copied prediction paths (none when the run has no lessons)."""
+    src = Path(run) / LESSONS_FILE
+    if not src.is_file():
+        return []
+    cited = sorted({e[side]["predictions"] for e in read_json(src)["lessons"] for side in ("before", "after")})
+    for rel in cited:
+        (Path(out) / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(run) / rel, Path(out) / rel)
+    shutil.copy(src, Path(out) / LESSONS_FILE)
+    return cited
+
+
 def render(run: Path, out: Path, html: bool = True, max_figure_kb: int = 400) -> Path:
     """Copy summary and figures, export executed notebooks to HTML, and write an index page. Paths of
     this machine are rewritten run- or repo-relative (:func:`relative_paths`)."""
@@ -104,12 +121,22 @@ def render(run: Path, out: Path, html: bool = True, max_figure_kb: int = 400) ->
                 body, _ = exp.from_filename(str(nb))
                 (out / f"{stem}.html").write_text(rel(body))
                 pages.append(stem)
-    lines = ["# Results of the last CPU course run", "",
-             f"Profile `{summary['profile']}`, total {summary['total_wall_s'] / 60:.1f} min. "
-             "Regenerate with `make course && make report`.", "",
+    cited = copy_lessons(run, out)
+    prof, ran = summary["profile"], [r["notebook"] for r in summary["notebooks"]]
+    only = f" --only {','.join(n[:2] for n in ran)}" if len(ran) < len(NOTEBOOKS) else ""
+    again = ("make course && make report" if prof == "cpu" and not only else
+             f"python -m longrm_utils course --profile {prof} --out runs/{prof}{only} && "
+             f"python -m longrm_utils report --run runs/{prof} --out docs/results{'' if prof == 'cpu' else '/' + prof} --no-readme")
+    part = (f" This run executed {len(ran)} of the {len(NOTEBOOKS)} notebooks ({', '.join(ran)}); the others' "
+            "pages are not here." if only else "")
+    lines = [f"# Results of the last `{prof}` course run", "",
+             f"Profile `{prof}`, total {summary['total_wall_s'] / 60:.1f} min.{part} Regenerate with `{again}`.", "",
              "## Summary", "", (run / "summary.md").read_text().split("\n", 2)[-1], "",
              "## Executed notebooks", ""]
     lines += [f"- [{s}]({s}.html)" for s in pages] or ["(HTML export skipped)"]
+    if cited:
+        lines += ["", f"`{LESSONS_FILE}` and the {len(cited)} prediction files its lessons cite are copied beside "
+                  "this page, at the paths the entries name."]
     lines += ["", "## Figures", ""] + [f"![{n}](figures/{n})" for n in copied]
     (out / "index.md").write_text(rel("\n".join(lines) + "\n"))
     return out / "index.md"

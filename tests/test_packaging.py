@@ -87,6 +87,8 @@ def test_a_wheel_install_runs_the_first_notebooks_outside_the_checkout(tmp_path)
     where = subprocess.run([sys.executable, "-c", "import longrm_utils.constants as c; print(c.REPO_ROOT, c.IN_CHECKOUT)"],
                            capture_output=True, text=True, env=env, cwd=work, check=True).stdout.split()
     assert where == [str(target / "longrm_utils" / "_course"), "False"]
+    shipped = target / "longrm_utils" / "_course" / "docs" / "results"  # committed lessons, for notebooks that show them
+    assert (shipped / "cpu-real" / "lessons.json").is_file() and not list(shipped.rglob("*.html"))
     res = subprocess.run([sys.executable, "-m", "longrm_utils", "course", "--profile", "cpu", "--only", "00,01"],
                          capture_output=True, text=True, env=env, cwd=work)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -42,6 +42,32 @@ def test_render_writes_pages_and_figures(tmp_path):
     assert "1.5 min in runs/cpu" in (tmp_path / "docs" / "summary.md").read_text()
 
 
+def test_render_copies_the_lessons_and_the_predictions_they_cite(tmp_path):
+    """A committed run (docs/results/cpu-real) carries lessons.json and the prediction files its
+    entries name, at the same relative paths, so each lesson can be re-measured from the repo."""
+    from longrm_utils.evaluate import lessons
+
+    run, _ = _fake_run(tmp_path)
+    lines = lambda right: "".join(json.dumps({"task": "LongQA", "id": str(i), "tasktype": "PairWise", "pass": 0, "raw": None,  # noqa: E731
+                                              "subtype": "same", "ctx_length_for_length": "short",
+                                              "order": [0, 1], "ranking": [0, 1] if i < right else [1, 0],
+                                              "parse_error": None, "score": float(i < right)}) + "\n"
+                                  for i in range(40))
+    for jid, right in (("short", 38), ("long", 20), ("unused", 0)):
+        (run / "judges" / jid).mkdir(parents=True)
+        (run / "judges" / jid / "predictions.jsonl").write_text(lines(right))
+    entry = lessons.lesson("length_decline", notebook="06", claim="c", metric="two_order_accuracy", root=run,
+                           before="judges/short/predictions.jsonl", after="judges/long/predictions.jsonl")
+    (run / "lessons.json").write_text(json.dumps({"lessons": [entry]}))
+    idx = report.render(run, tmp_path / "docs", html=False)
+    out = tmp_path / "docs"
+    copied = json.loads((out / "lessons.json").read_text())["lessons"][0]
+    again = lessons.lesson("length_decline", notebook="06", claim="c", metric="two_order_accuracy", root=out,
+                           before=copied["before"]["predictions"], after=copied["after"]["predictions"])
+    assert again["before_value"] == entry["before_value"] == 0.95 and again["holds"] == entry["holds"]
+    assert not (out / "judges" / "unused").exists() and "2 prediction files" in idx.read_text()
+
+
 SCRATCH = re.compile(r"(?<![\w.~$])/(?:tmp|work|root|home|Users|var/folders)/|pytest-of-|\.\./shared/")
 
 

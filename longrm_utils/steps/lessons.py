@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..constants import REPO_ROOT
 from ..contracts import LESSONS as LESSONS_FILE, read_predictions
 from ..evaluate.lessons import RULES, lesson, measure
 from ..io import read_json, write_json
@@ -62,8 +63,9 @@ def record(rd: str | os.PathLike, lesson_id: str, *, notebook: str, claim: str, 
     return entry
 
 
-COMMITTED_RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
-"""The committed runs' rendered results: the ``cpu`` run at the top, other profiles in sub-folders."""
+COMMITTED_RESULTS = REPO_ROOT / "docs" / "results"
+"""The committed runs' results: the ``cpu`` run at the top, other profiles in sub-folders (a wheel
+carries their ``lessons.json`` and cited predictions only; setup.py)."""
 
 
 def committed(profile: str, lesson_id: str) -> str:
