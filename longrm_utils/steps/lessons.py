@@ -26,11 +26,12 @@ LIMITS = {
                         "SmolLM2-135M-RM learned it; trained on the benchmark's mixed records instead, it did not "
                         "in the same 40 steps (benchmarks/RESULTS.md). Other settings may not: at learning "
                         "rate 3e-3 an earlier version of the probe stayed at chance.",
-    "length_decline": "Why: the decline needs contexts where the RM's check gets harder; at a few thousand "
-                      "tokens of founder facts SmolLM2-135M-RM measured it in benchmarks/RESULTS.md, with fewer "
-                      "items or shorter contexts the interval may include 0.",
-    "long_training_restores": "Why: a few steps of long training on CPU may not be enough for a 135M RM; "
-                              "raise long_train_items and long_max_steps.",
+    "length_decline": "Why it may not: length alone did not hurt this RM (prose filler, benchmarks/RESULTS.md); "
+                      "the decline comes from more sentences of the checked form, so a shorter bucket or fewer "
+                      "pairs may leave the interval across 0.",
+    "long_training_restores": "Why it may not: the cpu-real setting is 10 steps of 4 splice items at 4k tokens, "
+                              "and 32 pairs give an interval of the change about 0.4 wide; raise long_max_steps, "
+                              "long_train_items and ladder_pairs (each costs CPU minutes).",
     "bias_reduced": "Why: Stage II here is a few steps on a 135M judge at short contexts; attacking position "
                     "bias needs more steps and a stronger base (the cpu-real and GPU profiles).",
 }
