@@ -166,5 +166,6 @@ def test_a_lesson_this_run_skipped_comes_from_the_committed_run_and_says_so(tmp_
     (tmp_path / "results" / "cpu-real").mkdir(parents=True)
     (tmp_path / "results" / "cpu-real" / "lessons.json").write_text((tmp_path / "run" / "lessons.json").read_text())
     shown = steps_lessons.record_or_committed(tmp_path / "other", "length_decline", measured=False, **kw)
-    assert shown.startswith("*Not measured on this run; from the committed `cpu-real` run")
-    assert "0.95 → 0.60 on 40 items" in shown and "It holds on this run." in shown
+    assert shown.startswith("*Not measured on this run; this is the committed `cpu-real` run's entry")
+    assert "Measured on the committed `cpu-real` run: two-order accuracy 0.95 → 0.60 on 40 items" in shown
+    assert "It holds on the committed `cpu-real` run." in shown and "holds on this run" not in shown

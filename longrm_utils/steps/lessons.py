@@ -77,7 +77,8 @@ def committed(profile: str, lesson_id: str) -> str:
     if not found:
         return (f"**Lesson `{lesson_id}`:** not measured on this run, and no committed `{profile}` run has it "
                 f"(looked in `{path}`).")
-    return f"*Not measured on this run; from the committed `{profile}` run (`docs/results/{profile}`):* " + markdown(found[0])
+    return (f"*Not measured on this run; this is the committed `{profile}` run's entry "
+            f"(`docs/results/{profile}/{LESSONS_FILE}`).* " + markdown(found[0], run=f"the committed `{profile}` run"))
 
 
 def record_or_committed(rd: str | os.PathLike, lesson_id: str, *, measured: bool, profile: str = "cpu-real",
@@ -114,8 +115,9 @@ def why_not(entry: dict[str, Any]) -> list[str]:
     return out
 
 
-def markdown(entry: dict[str, Any]) -> str:
-    """The lesson in one paragraph: the claim, the measured numbers, and whether it holds (and why not)."""
+def markdown(entry: dict[str, Any], run: str = "this run") -> str:
+    """The lesson in one paragraph: the claim, the measured numbers, and whether it holds (and why not)
+    on ``run`` (the run that measured it: this one, or a committed run named by :func:`committed`)."""
     words = METRIC_WORDS[entry["metric"]]
     if "missing" in entry:
         return (f"**Lesson `{entry['id']}`: {entry['claim']}** Not measured on this run: the judging that gives "
@@ -124,11 +126,11 @@ def markdown(entry: dict[str, Any]) -> str:
     nums = ("no measurement" if b is None or a is None else
             f"{words} {b:.2f} → {a:.2f} on {entry['n_items']} items"
             + ("" if ci is None else f" (change {a - b:+.2f}, 95% interval [{ci[0]:+.2f}, {ci[1]:+.2f}])"))
-    text = f"**Lesson `{entry['id']}`: {entry['claim']}** Measured on this run: {nums}. "
+    text = f"**Lesson `{entry['id']}`: {entry['claim']}** Measured on {run}: {nums}. "
     if entry["holds"]:
-        return text + "**It holds on this run.**"
+        return text + f"**It holds on {run}.**"
     limit = f" {LIMITS[entry['id']]}" if entry["id"] in LIMITS else ""
-    return text + "**It does not hold on this run:** " + "; ".join(why_not(entry)) + "." + limit
+    return text + f"**It does not hold on {run}:** " + "; ".join(why_not(entry)) + "." + limit
 
 
 def comparison(rd: str | os.PathLike, what: str, *, metric: str, before: str | None, after: str | None,
