@@ -134,7 +134,8 @@ def test_gpu_profile_smoke_on_cpu(profile, tmp_path):
         models_dir = tmp_path / profile / "models"
         stage1 = [json.loads(p.read_text()) for p in models_dir.glob("*/sft_result.json")]
         stage2 = [json.loads(p.read_text()) for p in models_dir.glob("*/train_summary.json")]
-        assert stage1 and len(stage2) == 2 and all(r["world_size"] == 2 for r in stage1 + stage2)
+        # Stage II: 05's aligned judge, 06's aligned RM and its short-to-long continuation (section 7)
+        assert stage1 and len(stage2) == 3 and all(r["world_size"] == 2 for r in stage1 + stage2)
         assert all(r["distributed_before_load"] is True for r in stage1 + stage2)  # defect 2: state first
         assert all(r["ranks_agree"] is True and r["distributed_type"] == "MULTI_CPU" for r in stage2)
         saved = sorted(p.name for p in (tmp_path / profile / "checkpoints").glob("stage2-*/step-*"))
