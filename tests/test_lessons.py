@@ -169,3 +169,24 @@ def test_a_lesson_this_run_skipped_comes_from_the_committed_run_and_says_so(tmp_
     assert shown.startswith("*Not measured on this run; this is the committed `cpu-real` run's entry")
     assert "Measured on the committed `cpu-real` run: two-order accuracy 0.95 → 0.60 on 40 items" in shown
     assert "It holds on the committed `cpu-real` run." in shown and "holds on this run" not in shown
+
+
+@pytest.mark.parametrize("folder", ["", "cpu-real"])
+def test_committed_runs_lessons_remeasure_from_their_predictions(folder):
+    """docs/results (cpu) and docs/results/cpu-real: every committed entry equals a fresh measurement of
+    the predictions it cites, and the lessons each run is cited for hold there (the notebooks show
+    cpu-real's length_decline on `cpu`)."""
+    from longrm_utils.constants import REPO_ROOT
+    from longrm_utils.contracts import read_predictions
+
+    root = REPO_ROOT / "docs" / "results" / folder
+    entries = {e["id"]: e for e in json.loads((root / "lessons.json").read_text())["lessons"]}
+    for e in entries.values():
+        m = lessons.measure(read_predictions(root / e["before"]["predictions"]),
+                            read_predictions(root / e["after"]["predictions"]), e["metric"],
+                            before_filter=e["before"]["filter"], after_filter=e["after"]["filter"])
+        assert e["before_value"] == pytest.approx(m["before_value"], abs=1e-4), e["id"]
+        assert e["after_value"] == pytest.approx(m["after_value"], abs=1e-4), e["id"]
+        assert e["holds"] == lessons.holds(lessons.RULES[e["id"]], m), e["id"]
+    expected = {"": ["format_fixed", "scalar_rm_learns"], "cpu-real": ["scalar_rm_learns", "length_decline"]}[folder]
+    assert all(entries[i]["holds"] for i in expected)
