@@ -172,3 +172,36 @@ def test_scalar_pref_prob_is_bradley_terry(tiny_rm):
         assert r.pref_prob == pytest.approx(1 / (1 + torch.exp(torch.tensor(b - a)).item()), rel=1e-5)
     assert res[0].pref_prob == pytest.approx(1 - res[1].pref_prob, abs=1e-6)  # the same pair, slots swapped
     assert backends.sigmoid_diff(1000.0, 0.0) == 1.0 and backends.sigmoid_diff(-1000.0, 0.0) == 0.0
+
+
+def test_batched_generation_equals_one_item_at_a_time(tiny_gen):
+    """judge_items in left-padded batches gives each item the text and teacher-forced verdict
+    log-probabilities it gets alone, whatever the prompt lengths and formats in the batch."""
+    t = prompts.load_templates()
+    alone = backends.HFGenerativeJudge(tiny_gen, templates=t, max_new_tokens=10, max_input_tokens=10**6)
+    batched = backends.HFGenerativeJudge(tiny_gen, templates=t, max_new_tokens=10, max_input_tokens=10**6,
+                                         batch_size=4)
+    recs = toy_records(2, 2, context_words=60) + toy_records(1, 1, context_words=140)
+    views = [(item_view(r), display_orders(r, len(item_view(r).answers))) for r in recs]
+    assert len({len(batched.prompt_ids(backends.order_messages(t, v, o[0]))[0]) for v, o in views}) > 2  # padding
+    got = list(batched.judge_items(views))
+    assert {r[0].timing.get("batch_rows") for r in got} >= {8}  # really batched: 4 items x 2 orders
+    for (v, o), res in zip(views, got):
+        ref = alone.judge_item(v, o)
+        assert [r.raw for r in res] == [r.raw for r in ref]
+        assert [r.ranking for r in res] == [r.ranking for r in ref]
+        for a, b in zip(res, ref):
+            assert (a.slot_scores is None) == (b.slot_scores is None) == (not v.pairwise)
+            if a.slot_scores is not None:
+                assert a.slot_scores == pytest.approx(b.slot_scores, rel=1e-4, abs=1e-4)
+
+
+def test_batched_generation_keeps_long_prompts_alone(tiny_gen):
+    """Items whose padded batch would pass GEN_BATCH_TOKENS are judged one at a time (shared prefix)."""
+    t = prompts.load_templates()
+    judge = backends.HFGenerativeJudge(tiny_gen, templates=t, max_new_tokens=4, max_input_tokens=10**6,
+                                       batch_size=8)
+    recs = toy_records(2, 0, context_words=backends.GEN_BATCH_TOKENS // 2)
+    views = [(item_view(r), display_orders(r, 2)) for r in recs]
+    res = list(judge.judge_items(views))
+    assert len(res) == 2 and all("prefix_tokens" in r[0].timing and "batch_rows" not in r[0].timing for r in res)

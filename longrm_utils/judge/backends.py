@@ -11,7 +11,10 @@ backend share work across orders and candidates:
   ``AutoModelForSequenceClassification`` pools. Scores equal full-sequence scoring within
   :data:`SHARED_PREFIX_RTOL` (float32 on CPU; tested on tiny and SmolLM2).
 * **Generative judges** prefill the longest common token prefix of the two orders' prompts once
-  (the context comes before the responses in our templates) and generate each order from it.
+  (the context comes before the responses in our templates) and generate each order from it. With
+  ``batch_size > 1`` (the harness's default for HF judges), short items are judged several at a
+  time instead, every order of each in one left-padded batch, with the same texts and verdict
+  log-probabilities (tested; speed in benchmarks/RESULTS.md); long prompts stay one item at a time.
 * **Pointwise judges** generate one ``[Score: N]`` per answer from the shared context prefix and
   reuse those scores for both orders.
 
@@ -35,6 +38,10 @@ from . import parse, prompts
 SHARED_PREFIX_RTOL = 1e-4
 """Stated tolerance: |shared - full| <= SHARED_PREFIX_ATOL + SHARED_PREFIX_RTOL * |full| (float32)."""
 SHARED_PREFIX_ATOL = 1e-4
+
+GEN_BATCH_TOKENS = 8192
+"""Most padded prompt tokens in one batched generation (rows x longest prompt): long prompts are
+judged one item at a time, where the two orders share their prefix instead."""
 
 
 @dataclass
@@ -282,9 +289,10 @@ class HFGenerativeJudge:
     kind = "generative"
 
     def __init__(self, loaded: models.Loaded, *, templates: prompts.Templates, max_new_tokens: int,
-                 max_input_tokens: int, reuse_cache: bool = True, verdict_probs: bool = True):
+                 max_input_tokens: int, reuse_cache: bool = True, verdict_probs: bool = True, batch_size: int = 1):
         self.loaded, self.t, self.max_new = loaded, templates, max_new_tokens
         self.limit, self.reuse, self.verdict_probs = max_input_tokens, reuse_cache, verdict_probs
+        self.batch_size = batch_size
 
     def prompt_ids(self, messages: list[dict]) -> tuple[list[int], bool]:
         ids = models.chat_ids(self.loaded.tokenizer, messages, self.loaded.spec)
@@ -370,6 +378,115 @@ class HFGenerativeJudge:
                                               "prefix_tokens": tm["prefix_tokens"]},
                                       pref_prob=None if lps is None else sigmoid_diff(lps[0], lps[1])))
         return res
+
+
+    # --- several items at once ---------------------------------------------------------------------
+
+    def judge_items(self, items) -> Any:
+        """Judge ``(item, orders)`` pairs, yielding each item's results (or its exception) in order.
+
+        Up to ``batch_size`` consecutive items go into one left-padded batch, every order of each
+        (:meth:`generate_batch`), while the padded batch stays within :data:`GEN_BATCH_TOKENS`; an item
+        that fits no batch with another is judged alone (:meth:`judge_item`, which shares its orders'
+        prefix). Decoding reads the weights once per step for the whole batch, which is where a CPU
+        spends its time (measured in benchmarks/RESULTS.md). A batch that raises is judged again item
+        by item, so that an error lands on its own item only.
+        """
+        cls = type(self)  # pointwise and vLLM judges keep their own per-item paths
+        batching = (getattr(self, "batch_size", 1) > 1 and cls.judge_item is HFGenerativeJudge.judge_item
+                    and cls.generate_many is HFGenerativeJudge.generate_many)
+        group: list = []
+        for item, orders in items:
+            if not batching:
+                yield from self._alone(item, orders)
+                continue
+            seqs = [self.prompt_ids(order_messages(self.t, item, o)) for o in orders]
+            new = group + [(item, orders, seqs)]
+            rows, longest = sum(len(g[2]) for g in new), max(len(ids) for g in new for ids, _ in g[2])
+            if group and rows * longest > GEN_BATCH_TOKENS:
+                yield from self._judge_group(group)
+                new = [(item, orders, seqs)]
+            group = new
+            if len(group) >= self.batch_size:
+                yield from self._judge_group(group)
+                group = []
+        yield from self._judge_group(group)
+
+    def _alone(self, item: ItemView, orders: list[list[int]]):
+        try:
+            yield self.judge_item(item, orders)
+        except Exception as e:  # noqa: BLE001 - recorded per item by the run loop
+            yield e
+
+    def _judge_group(self, group: list):
+        if len(group) == 1:
+            yield from self._alone(*group[0][:2])
+        elif group:
+            try:
+                results = self._judge_batch(group)
+            except Exception:  # noqa: BLE001 - judged again one by one: the error lands on its own item
+                for item, orders, _ in group:
+                    yield from self._alone(item, orders)
+                return
+            yield from results
+
+    def _judge_batch(self, group: list) -> list[list[PassResult]]:
+        t0 = time.perf_counter()
+        prepared = [pair for _, _, seqs in group for pair in seqs]
+        seqs = [ids for ids, _ in prepared]
+        pairwise = self.verdict_probs and any(item.pairwise for item, _, _ in group)
+        outs, lps = self.generate_batch(seqs, self.verdict_ids() if pairwise else None)
+        share = (time.perf_counter() - t0) / len(seqs)
+        results, k = [], 0
+        for item, orders, _ in group:
+            res = []
+            for _ in orders:
+                (text, n_new), lp = outs[k], (lps[k] if lps and item.pairwise else None)
+                res.append(verdict_result(text, item, slot_scores=lp, truncated=prepared[k][1],
+                                          prompt_tokens=len(seqs[k]),
+                                          timing={"total_s": share, "new_tokens": n_new, "batch_rows": len(seqs)},
+                                          pref_prob=None if lp is None else sigmoid_diff(lp[0], lp[1])))
+                k += 1
+            results.append(res)
+        return results
+
+    def generate_batch(self, seqs: list[list[int]], verdicts: list[list[int]] | None = None
+                       ) -> tuple[list[tuple[str, int]], list[list[float]] | None]:
+        """Greedy generation for all ``seqs`` in one left-padded batch; returns [(text, new tokens)] and,
+        with ``verdicts``, each prompt's teacher-forced log P(verdict) (as :meth:`_verdict_logps`,
+        read from the same prefill, so they cost a few tokens per row)."""
+        import torch
+
+        model, dev, tok = self.loaded.model, self.loaded.device, self.loaded.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        M = max(len(s) for s in seqs)
+        ids = torch.tensor([[pad] * (M - len(s)) + list(s) for s in seqs], device=dev)
+        mask = torch.tensor([[0] * (M - len(s)) + [1] * len(s) for s in seqs], device=dev)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        lps = None
+        with torch.no_grad():
+            cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
+                          use_cache=True, logits_to_keep=1).cache
+            if verdicts:
+                cols = []
+                for v in verdicts:
+                    x = torch.cat([ids[:, -1:], torch.tensor([v[:-1]] * len(seqs), device=dev, dtype=ids.dtype)], 1)
+                    m = torch.cat([mask, torch.ones(len(seqs), len(v) - 1, device=dev, dtype=mask.dtype)], 1)
+                    p = pos[:, -1:] + torch.arange(len(v), device=dev)
+                    lp = torch.log_softmax(model(input_ids=x, attention_mask=m, position_ids=p, cache=cache,
+                                                 use_cache=True).logits.float(), -1)
+                    cols.append(lp[:, torch.arange(len(v)), torch.tensor(v, device=dev)].sum(-1).tolist())
+                    cache.crop(M - 1 - cache.get_seq_length())
+                lps = [list(r) for r in zip(*cols)]
+            out = model.generate(ids, attention_mask=mask, cache=cache, max_new_tokens=self.max_new, do_sample=False,
+                                 pad_token_id=pad)
+        eos = model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+        texts = []
+        for row in out[:, M:].tolist():
+            end = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+            texts.append((tok.decode(row[:end], skip_special_tokens=True), end))
+        return texts, lps
 
 
 class PointwiseJudge(HFGenerativeJudge):

@@ -206,11 +206,19 @@ def _spec_or_none(judge: str) -> models.ModelSpec | None:
 
 BACKENDS = ("hf", "vllm", "openai")
 
+GEN_BATCH_ITEMS = 8
+"""Items per batched generation of an HF generative judge unless ``batch_size`` says otherwise
+(the padded batch is also capped at ``backends.GEN_BATCH_TOKENS`` tokens)."""
+
 
 def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantization=None, attn="auto",
                  templates=None, max_new_tokens=None, max_input_tokens=None, order_seed=OFFICIAL_ORDER_SEED,
-                 backend="hf", shared_prefix=True, batch_size=1, seed=0, served_args: dict | None = None):
+                 backend="hf", shared_prefix=True, batch_size=None, seed=0, served_args: dict | None = None):
     """Build the backend for ``kind``; returns (backend, resolved settings for run_config).
+
+    ``batch_size``: for a scalar RM without the shared prefix, sequences per forward; for a
+    generative judge, items per batched generation (:meth:`.backends.HFGenerativeJudge.judge_items`).
+    None: :data:`GEN_BATCH_ITEMS` for generative judges, 1 otherwise.
 
     ``served_args`` (backend ``openai``): ``base_url``, and optionally ``api_key_env``,
     ``concurrency``, ``timeout_s``, ``retries`` of :class:`.served.OpenAIChatJudge`.
@@ -230,6 +238,8 @@ def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantizat
         return b, {"backend": "openai", "max_new_tokens": max_new, "max_input_tokens": None,
                    "base_url": sa["base_url"], "concurrency": b.concurrency}
     mkind = models.SCALAR if kind == "scalar" else models.GENERATIVE
+    if batch_size is None:
+        batch_size = GEN_BATCH_ITEMS if kind == "generative" else 1
     if backend == "vllm":
         if kind == "scalar":
             raise ValueError("backend='vllm' is for generative and pointwise judges")
@@ -270,9 +280,10 @@ def make_backend(judge: str, kind: str, *, loaded=None, device="auto", quantizat
         settings.update(max_input_tokens=limit, shared_prefix=shared_prefix, batch_size=batch_size)
         return backends.ScalarJudge(loaded, max_input_tokens=limit, shared_prefix=shared_prefix,
                                     batch_size=batch_size), settings
-    settings.update(max_new_tokens=max_new, max_input_tokens=limit)
+    settings.update(max_new_tokens=max_new, max_input_tokens=limit, batch_size=batch_size)
     cls = backends.PointwiseJudge if kind == "pointwise" else backends.HFGenerativeJudge
-    return cls(loaded, templates=templates, max_new_tokens=max_new, max_input_tokens=limit), settings
+    return cls(loaded, templates=templates, max_new_tokens=max_new, max_input_tokens=limit,
+               batch_size=batch_size), settings
 
 
 RERUN_SETTINGS = ("device", "attn", "backend", "torch_threads", "max_new_tokens", "max_input_tokens",
@@ -333,7 +344,7 @@ def _judge_config(judge, kind, bench, recs, templates, **args) -> dict:
             "base_url": args["base_url"] if args["backend"] == "openai" else None,
             "device": args["device"], "attn": args["attn"] if kind != "heuristic" else None,
             "shared_prefix": args["shared_prefix"] if kind == "scalar" else None,
-            "batch_size": args["batch_size"] if kind == "scalar" else None}
+            "batch_size": args["batch_size"] if kind in ("scalar", "generative") else None}
 
 
 def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, orders: int = 2,
@@ -341,7 +352,7 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
               device: str = "auto", quantization: str | None = None, attn: str = "auto",
               prompt_file: str | os.PathLike | None = None, order_seed: int = OFFICIAL_ORDER_SEED,
               judge_id: str | None = None, loaded: Any = None, max_input_tokens: int | None = None,
-              backend: str = "hf", shared_prefix: bool = True, batch_size: int = 1, seed: int = 0,
+              backend: str = "hf", shared_prefix: bool = True, batch_size: int | None = None, seed: int = 0,
               progress: bool = True, n_boot: int = N_BOOT, overwrite: bool = False,
               retry_errors: bool = False, served_args: dict | None = None) -> dict:
     """Judge ``bench`` with ``judge`` and write the judge folder ``out_dir``; returns the metrics.
@@ -499,7 +510,9 @@ def cli(argv: list[str] | None = None) -> int:
                    help="openai backend: retries with exponential backoff on timeouts, 429 and 5xx")
     add_flag(p, "shared-prefix", default=True, help="scalar: encode the shared context once per item "
              "(--no-shared-prefix scores every full sequence, slower)")
-    p.add_argument("--batch-size", type=positive_int, default=1, help="scalar without shared prefix: sequences per batch")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"generative: items per batched generation (default {GEN_BATCH_ITEMS}); "
+                        "scalar without shared prefix: sequences per forward (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed for building/initialising models (not the order)")
     add_flag(p, "overwrite", default=False,
              help="replace predictions that --out holds from other settings (default: refuse)")
