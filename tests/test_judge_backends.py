@@ -205,3 +205,22 @@ def test_batched_generation_keeps_long_prompts_alone(tiny_gen):
     views = [(item_view(r), display_orders(r, 2)) for r in recs]
     res = list(judge.judge_items(views))
     assert len(res) == 2 and all("prefix_tokens" in r[0].timing and "batch_rows" not in r[0].timing for r in res)
+
+
+def test_batched_generation_isolates_a_failing_item(tiny_gen, monkeypatch):
+    """An item whose prompt cannot be built gets its own error, in its place; a batch that raises is
+    judged again one item at a time, so its other items still get results."""
+    t = prompts.load_templates()
+    judge = backends.HFGenerativeJudge(tiny_gen, templates=t, max_new_tokens=4, max_input_tokens=10**6, batch_size=4)
+    recs = toy_records(4, 0, context_words=40)
+    views = [(item_view(r), display_orders(r, 2)) for r in recs]
+    bad = backends.ItemView(recs[1], views[1][0].answers, None, "")  # no messages: the prompt fails
+    got = list(judge.judge_items([views[0], (bad, views[1][1]), views[2], views[3]]))
+    assert [isinstance(g, Exception) for g in got] == [False, True, False, False]
+
+    def boom(*a, **k):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(judge, "generate_batch", boom)
+    again = list(judge.judge_items(views))
+    assert all(isinstance(g, list) and len(g) == 2 for g in again)

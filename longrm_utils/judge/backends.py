@@ -33,7 +33,10 @@ from typing import Any, Sequence
 
 from .. import models
 from ..bench import cues
+from ..runtime import get_logger
 from . import parse, prompts
+
+log = get_logger("judge")
 
 SHARED_PREFIX_RTOL = 1e-4
 """Stated tolerance: |shared - full| <= SHARED_PREFIX_ATOL + SHARED_PREFIX_RTOL * |full| (float32)."""
@@ -379,7 +382,6 @@ class HFGenerativeJudge:
                                       pref_prob=None if lps is None else sigmoid_diff(lps[0], lps[1])))
         return res
 
-
     # --- several items at once ---------------------------------------------------------------------
 
     def judge_items(self, items) -> Any:
@@ -400,7 +402,13 @@ class HFGenerativeJudge:
             if not batching:
                 yield from self._alone(item, orders)
                 continue
-            seqs = [self.prompt_ids(order_messages(self.t, item, o)) for o in orders]
+            try:
+                seqs = [self.prompt_ids(order_messages(self.t, item, o)) for o in orders]
+            except Exception as e:  # noqa: BLE001 - this item's error, after the items before it
+                yield from self._judge_group(group)
+                group = []
+                yield e
+                continue
             new = group + [(item, orders, seqs)]
             rows, longest = sum(len(g[2]) for g in new), max(len(ids) for g in new for ids, _ in g[2])
             if group and rows * longest > GEN_BATCH_TOKENS:
@@ -424,7 +432,9 @@ class HFGenerativeJudge:
         elif group:
             try:
                 results = self._judge_batch(group)
-            except Exception:  # noqa: BLE001 - judged again one by one: the error lands on its own item
+            except Exception as e:  # noqa: BLE001 - judged again one by one: the error lands on its own item
+                log.warning(f"a batch of {len(group)} items failed ({type(e).__name__}: {str(e)[:200]}); "
+                            "judging them one at a time")
                 for item, orders, _ in group:
                     yield from self._alone(item, orders)
                 return

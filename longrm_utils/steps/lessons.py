@@ -32,8 +32,11 @@ LIMITS = {
     "long_training_restores": "Why it may not: the cpu-real setting is 10 steps of 4 splice items at 4k tokens, "
                               "and 32 pairs give an interval of the change about 0.4 wide; raise long_max_steps, "
                               "long_train_items and ladder_pairs (each costs CPU minutes).",
-    "bias_reduced": "Why: Stage II here is a few steps on a 135M judge at short contexts; attacking position "
-                    "bias needs more steps and a stronger base (the cpu-real and GPU profiles).",
+    "bias_reduced": "Why: Stage II here is a few steps on a 135M judge over seven tasks at short contexts. A "
+                    "longer try on the grounding probe's pairs, where the scalar RM learns, made the judge "
+                    "worse: rejects that differ from the chosen judgement only in the verdict letter pushed "
+                    "both letters down, and the judge lost its verdict format (benchmarks/RESULTS.md, "
+                    "benchmarks/generative_probe.py). No setting measured on this machine makes it hold.",
 }
 """What usually keeps a lesson from holding on the CPU default; shown after the measured reasons."""
 
