@@ -45,6 +45,21 @@ def test_output_contract_generative(bench, tmp_path):
     assert m["n_items"] == 7 and "acc_consistent" in m["overall"] and m["run"]["resolved"]["max_new_tokens"] == 8
 
 
+def test_generative_batches_by_default_and_one_at_a_time_on_request(bench, tmp_path):
+    """An HF generative judge batches items unless --batch-size 1; the setting is recorded, a resume
+    under the other one is refused, and both write the same verdicts (log-probabilities to rounding)."""
+    kw = dict(kind="generative", bench=bench, max_new_tokens=6, progress=False, n_boot=0)
+    m = run_judge("tiny", out_dir=tmp_path / "b", **kw)
+    one = run_judge("tiny", out_dir=tmp_path / "o", batch_size=1, **kw)
+    assert m["run"]["resolved"]["batch_size"] == run.GEN_BATCH_ITEMS and one["run"]["resolved"]["batch_size"] == 1
+    assert "batch_rows" in lines(tmp_path / "b" / "timings.jsonl")[0]
+    for x, y in zip(lines(tmp_path / "b" / "predictions.jsonl"), lines(tmp_path / "o" / "predictions.jsonl")):
+        assert (x["raw"], x["ranking"], x["score"]) == (y["raw"], y["ranking"], y["score"])
+        assert x["slot_scores"] == (None if y["slot_scores"] is None else pytest.approx(y["slot_scores"], abs=1e-4))
+    with pytest.raises(Exception, match="batch_size"):
+        run_judge("tiny", out_dir=tmp_path / "b", batch_size=1, **kw)
+
+
 def test_cpu_caps_new_tokens():
     assert run.resolve_max_new_tokens(None, "cpu") == 64
     assert run.resolve_max_new_tokens(500, "cpu") == 64
