@@ -35,7 +35,8 @@ LIMITS = {
     "bias_reduced": "Why: Stage II here is a few steps on a 135M judge over seven tasks at short contexts. A "
                     "longer try on the grounding probe's pairs, where the scalar RM learns, made the judge "
                     "worse: rejects that differ from the chosen judgement only in the verdict letter pushed "
-                    "both letters down, and the judge lost its verdict format (benchmarks/RESULTS.md, "
+                    "both letters down, and the judge lost its verdict format; with a stronger NLL term it kept the "
+                    "format but gave one letter everywhere (benchmarks/RESULTS.md, "
                     "benchmarks/generative_probe.py). No setting measured on this machine makes it hold.",
 }
 """What usually keeps a lesson from holding on the CPU default; shown after the measured reasons."""
