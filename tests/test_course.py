@@ -84,19 +84,15 @@ def test_chain_stage_artifacts(cpu_run):
 def test_chain_lessons_are_recorded_from_their_predictions(cpu_run):
     """lessons.json holds the lessons of notebooks 04-06, each equal to a fresh measurement of the
     predictions it cites, and `holds` follows from the numbers and the rule."""
-    from longrm_utils.contracts import read_predictions
     from longrm_utils.evaluate import lessons
 
     out, _ = cpu_run
     entries = {e["id"]: e for e in json.loads((out / "lessons.json").read_text())["lessons"]}
     assert {"format_fixed", "bias_reduced", "scalar_rm_learns"} <= set(entries)
     for e in entries.values():
-        m = lessons.measure(read_predictions(out / e["before"]["predictions"]),
-                            read_predictions(out / e["after"]["predictions"]), e["metric"],
-                            before_filter=e["before"]["filter"], after_filter=e["after"]["filter"])
-        assert e["before_value"] == pytest.approx(m["before_value"], abs=1e-4), e["id"]
-        assert e["after_value"] == pytest.approx(m["after_value"], abs=1e-4), e["id"]
-        assert e["holds"] == lessons.holds(lessons.RULES[e["id"]], m), e["id"]
+        m = lessons.remeasure(e, out)
+        assert (e["before_value"], e["after_value"]) == pytest.approx((m["before_value"], m["after_value"]), abs=1e-4), e["id"]
+        assert e["holds"] == m["holds"], e["id"]
         # the notebook that teaches it says, from these numbers, whether it holds
         nb = json.loads((out / f"{e['notebook']}.ipynb").read_text())
         shown = "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"]

@@ -133,3 +133,14 @@ def lesson(lesson_id: str, *, notebook: str, claim: str, metric: str, root: str 
             "after": {"predictions": rel[1], "filter": after_filter or {}},
             **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()},
             "holds": holds(rule, m)}
+
+
+def remeasure(entry: dict[str, Any], root: str | os.PathLike) -> dict[str, Any]:
+    """A ``lessons.json`` entry measured again from the predictions it cites (relative to ``root``,
+    the folder holding ``lessons.json``): the fresh measurement, with ``holds`` under its rule. A
+    committed or shared run is checked by comparing this with the entry."""
+    root = Path(root)
+    m = measure(read_predictions(root / entry["before"]["predictions"]),
+                read_predictions(root / entry["after"]["predictions"]), entry["metric"],
+                before_filter=entry["before"]["filter"], after_filter=entry["after"]["filter"])
+    return {**m, "holds": holds(RULES[entry["id"]], m)}
