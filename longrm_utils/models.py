@@ -346,6 +346,30 @@ def is_scalar(model) -> bool:
     return type(m).__name__.endswith("ForSequenceClassification")
 
 
+@contextlib.contextmanager
+def adapters_merged(model):
+    """Judge with LoRA adapters folded into their base weights, then unfold them.
+
+    A merged layer runs one matmul where an unmerged one runs three and a dropout (the judging cost
+    is measured in benchmarks/RESULTS.md). The model is in eval mode inside the block and gets its
+    mode back after it. Unmerging subtracts the same product, so the weights return to within float
+    rounding. 4- and 8-bit bases are left unmerged: merging would round the adapter into them.
+    """
+    base = unwrap(model)
+    mergeable = (hasattr(model, "merge_adapter") and not getattr(base, "is_loaded_in_4bit", False)
+                 and not getattr(base, "is_loaded_in_8bit", False))
+    was_training = model.training
+    model.eval()
+    if mergeable:
+        model.merge_adapter()
+    try:
+        yield mergeable
+    finally:
+        if mergeable:
+            model.unmerge_adapter()
+        model.train(was_training)
+
+
 def lora_config(kind: str, r: int = 16, alpha: int | None = None, dropout: float = 0.05,
                 target_modules: str | list[str] = "all-linear"):
     from peft import LoraConfig, TaskType

@@ -186,6 +186,8 @@ def test_batched_generation_equals_one_item_at_a_time(tiny_gen):
     assert len({len(batched.prompt_ids(backends.order_messages(t, v, o[0]))[0]) for v, o in views}) > 2  # padding
     got = list(batched.judge_items(views))
     assert {r[0].timing.get("batch_rows") for r in got} >= {8}  # really batched: 4 items x 2 orders
+    for res in got:  # each item's orders share their context: prefilled once, in a row of its own
+        assert all(r.timing["prefix_tokens"] > 0.5 * r.prompt_tokens for r in res)
     for (v, o), res in zip(views, got):
         ref = alone.judge_item(v, o)
         assert [r.raw for r in res] == [r.raw for r in ref]
@@ -224,3 +226,32 @@ def test_batched_generation_isolates_a_failing_item(tiny_gen, monkeypatch):
     monkeypatch.setattr(judge, "generate_batch", boom)
     again = list(judge.judge_items(views))
     assert all(isinstance(g, list) and len(g) == 2 for g in again)
+
+
+def test_adapters_merged_gives_the_adapter_outputs_and_restores_it():
+    """Judging with the LoRA folded into the weights gives the adapter's logits; afterwards the
+    adapter is unfolded (the same logits again, still trainable) and the mode is restored."""
+    lo = models.add_lora(models.load("tiny", device="cpu", trainable=True), r=4)
+    torch.manual_seed(0)
+    for n, p in lo.model.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(0, 0.05)  # a trained adapter: nonzero B
+    x = torch.tensor([list(range(5, 45))])
+    lo.model.eval()
+    with torch.no_grad():
+        ref = lo.model(input_ids=x).logits
+    lo.model.train()
+    with models.adapters_merged(lo.model) as merged, torch.no_grad():
+        assert merged and not lo.model.training
+        assert all(m.merged for m in lo.model.modules() if hasattr(m, "merged_adapters") and hasattr(m, "lora_A"))
+        inside = lo.model(input_ids=x).logits
+    assert lo.model.training
+    lo.model.eval()
+    with torch.no_grad():
+        after = lo.model(input_ids=x).logits
+    assert torch.allclose(inside, ref, atol=1e-4) and torch.allclose(after, ref, atol=1e-5)
+    assert not any(m.merged for m in lo.model.modules() if hasattr(m, "merged_adapters") and hasattr(m, "lora_A"))
+    with torch.no_grad():  # the adapter matters, so the comparison is not trivial
+        with lo.model.disable_adapter():
+            plain = lo.model(input_ids=x).logits
+    assert (plain - ref).abs().max() > 1e-3

@@ -445,7 +445,8 @@ class HFGenerativeJudge:
         prepared = [pair for _, _, seqs in group for pair in seqs]
         seqs = [ids for ids, _ in prepared]
         pairwise = self.verdict_probs and any(item.pairwise for item, _, _ in group)
-        outs, lps = self.generate_batch(seqs, self.verdict_ids() if pairwise else None)
+        outs, lps, prefix = self.generate_batch(seqs, self.verdict_ids() if pairwise else None,
+                                                groups=[len(g_seqs) for _, _, g_seqs in group])
         share = (time.perf_counter() - t0) / len(seqs)
         results, k = [], 0
         for item, orders, _ in group:
@@ -454,29 +455,59 @@ class HFGenerativeJudge:
                 (text, n_new), lp = outs[k], (lps[k] if lps and item.pairwise else None)
                 res.append(verdict_result(text, item, slot_scores=lp, truncated=prepared[k][1],
                                           prompt_tokens=len(seqs[k]),
-                                          timing={"total_s": share, "new_tokens": n_new, "batch_rows": len(seqs)},
+                                          timing={"total_s": share, "new_tokens": n_new, "batch_rows": len(seqs),
+                                                  "prefix_tokens": prefix[k]},
                                           pref_prob=None if lp is None else sigmoid_diff(lp[0], lp[1])))
                 k += 1
             results.append(res)
         return results
 
-    def generate_batch(self, seqs: list[list[int]], verdicts: list[list[int]] | None = None
-                       ) -> tuple[list[tuple[str, int]], list[list[float]] | None]:
-        """Greedy generation for all ``seqs`` in one left-padded batch; returns [(text, new tokens)] and,
-        with ``verdicts``, each prompt's teacher-forced log P(verdict) (as :meth:`_verdict_logps`,
-        read from the same prefill, so they cost a few tokens per row)."""
+    def generate_batch(self, seqs: list[list[int]], verdicts: list[list[int]] | None = None,
+                       groups: list[int] | None = None
+                       ) -> tuple[list[tuple[str, int]], list[list[float]] | None, list[int]]:
+        """Greedy generation for all ``seqs`` in one batch; returns [(text, new tokens)], with
+        ``verdicts`` each prompt's teacher-forced log P(verdict) (as :meth:`_verdict_logps`, read from
+        the same prefill, so they cost a few tokens per row), and each row's shared prefix length.
+
+        ``groups`` counts consecutive rows that belong together (the display orders of one item). A
+        group's common prefix is prefilled once, in a batch with one row per group, and its cache is
+        copied to the group's rows; then each row's own suffix follows. A row is laid out as
+        ``[pad | prefix | pad | suffix]``, with the attention mask and the positions skipping the pads.
+        """
         import torch
 
         model, dev, tok = self.loaded.model, self.loaded.device, self.loaded.tokenizer
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        M = max(len(s) for s in seqs)
-        ids = torch.tensor([[pad] * (M - len(s)) + list(s) for s in seqs], device=dev)
-        mask = torch.tensor([[0] * (M - len(s)) + [1] * len(s) for s in seqs], device=dev)
+        groups = groups or [1] * len(seqs)
+        if sum(groups) != len(seqs):
+            raise ValueError(f"groups count {sum(groups)} rows for {len(seqs)} prompts")
+        owner = [g for g, n in enumerate(groups) for _ in range(n)]
+        first = [sum(groups[:g]) for g in range(len(groups))]
+        prefix = []
+        for g, n in enumerate(groups):
+            rows = seqs[first[g]:first[g] + n]
+            prefix.append(min(lcp(rows) if n > 1 else len(rows[0]), min(len(r) for r in rows) - 1))
+        Mp = max(prefix)
+        Ms = max(len(s) - prefix[g] for s, g in zip(seqs, owner))
+        M = Mp + Ms
+        ids, mask = [], []
+        for s, g in zip(seqs, owner):
+            P, k = prefix[g], len(s) - prefix[g]
+            ids.append([pad] * (Mp - P) + list(s[:P]) + [pad] * (Ms - k) + list(s[P:]))
+            mask.append([0] * (Mp - P) + [1] * P + [0] * (Ms - k) + [1] * k)
+        ids, mask = torch.tensor(ids, device=dev), torch.tensor(mask, device=dev)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         lps = None
         with torch.no_grad():
-            cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
-                          use_cache=True, logits_to_keep=1).cache
+            cache = None
+            if Mp > 0:
+                heads = torch.tensor(first, device=dev)
+                cache = model(input_ids=ids[heads, :Mp], attention_mask=mask[heads, :Mp],
+                              position_ids=pos[heads, :Mp], use_cache=True, logits_to_keep=1).cache
+                cache.batch_select_indices(torch.tensor(owner, device=dev))
+            if M - 1 > Mp:
+                cache = model(input_ids=ids[:, Mp:M - 1], attention_mask=mask[:, :M - 1],
+                              position_ids=pos[:, Mp:M - 1], cache=cache, use_cache=True, logits_to_keep=1).cache
             if verdicts:
                 cols = []
                 for v in verdicts:
@@ -496,7 +527,7 @@ class HFGenerativeJudge:
         for row in out[:, M:].tolist():
             end = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
             texts.append((tok.decode(row[:end], skip_special_tokens=True), end))
-        return texts, lps
+        return texts, lps, [prefix[g] for g in owner]
 
 
 class PointwiseJudge(HFGenerativeJudge):

@@ -21,6 +21,7 @@ goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -399,7 +400,9 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
     write_json(out / RUN_CONFIG, {"args": config, "resolved": settings})
     if done:
         log.info(f"{judge_id}: resuming, {len(done)} of {len(recs)} items already done")
-    _judge_items(bk, todo, out, orders, order_seed, judge_id, progress)
+    model = getattr(getattr(bk, "loaded", None), "model", None)
+    with models.adapters_merged(model) if model is not None else contextlib.nullcontext():
+        _judge_items(bk, todo, out, orders, order_seed, judge_id, progress)
     return score.score_file(out / PREDICTIONS, out, n_boot=n_boot)
 
 
