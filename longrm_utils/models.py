@@ -494,3 +494,23 @@ def fingerprint(*parts: Any) -> str:
     for p in parts:
         h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def weights_fingerprint(model, samples: int = 256) -> str:
+    """A cheap identity of a model's trained weights: for a PEFT model, its adapter (and saved modules);
+    otherwise every parameter. Each tensor contributes its name, shape and ``samples`` values taken at
+    an even stride, so a retrained model gets another fingerprint without hashing gigabytes.
+    :func:`adapters_merged` leaves it unchanged (it touches the base weights only)."""
+    import torch
+
+    h = hashlib.sha256()
+    peft = hasattr(model, "peft_config")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if peft and "lora_" not in name and "modules_to_save" not in name:
+                continue
+            flat = p.detach().reshape(-1)
+            step = max(1, flat.numel() // samples)
+            h.update(f"{name}:{tuple(p.shape)}:{p.dtype}".encode())
+            h.update(flat[::step][:samples].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

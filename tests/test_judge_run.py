@@ -207,3 +207,28 @@ def test_records_judged_in_memory_are_kept_beside_the_predictions(bench, tmp_pat
     run_judge("longer", kind="heuristic", bench=bench, out_dir=tmp_path / "k")
     assert not (tmp_path / "k" / BENCH_COPY).exists()
     assert len(analysis.bench_of(tmp_path / "k")) == len(schema.read_jsonl(bench))
+
+
+def test_a_retrained_in_memory_model_is_judged_again(bench, tmp_path):
+    """Predictions of a model trained in the notebook (``loaded=``) are tied to its weights: the same
+    weights resume, retrained weights replace the stale predictions instead of reusing them."""
+    import torch
+
+    from longrm_utils import models
+
+    lo = models.add_lora(models.load("tiny-rm", kind="scalar", device="cpu", trainable=True), r=4)
+    kw = dict(kind="scalar", bench=bench, out_dir=tmp_path / "s", loaded=lo, progress=False, n_boot=0)
+    run_judge("tiny-rm", **kw)
+    first = (tmp_path / "s" / "predictions.jsonl").read_text()
+    fp = json.loads((tmp_path / "s" / "run_config.json").read_text())["args"]["weights"]
+    assert fp == models.weights_fingerprint(lo.model)
+    run_judge("tiny-rm", **kw)  # same weights: resumed, nothing judged again
+    assert (tmp_path / "s" / "predictions.jsonl").read_text() == first
+    with torch.no_grad():
+        for n, p in lo.model.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.5)  # "retrained"
+    m = run_judge("tiny-rm", **kw)
+    assert m["run"]["args"]["weights"] != fp and m["n_items"] == 7
+    assert (tmp_path / "s" / "predictions.jsonl").read_text() != first
+    assert len(lines(tmp_path / "s" / "predictions.jsonl")) == 14  # replaced, not appended

@@ -318,6 +318,10 @@ def _start_folder(out: Path, config: dict, *, overwrite: bool) -> dict:
         return {}
     old = read_json(cfg_path)
     diff = _differences(old.get("args", {}), config, config)
+    if diff and all(d.startswith("weights:") for d in diff):
+        # an in-memory model retrained since: its old predictions are stale by construction
+        log.info(f"{out}: the model's weights changed since its predictions were made; judging again")
+        overwrite = True
     if diff and not overwrite:
         raise InputError(f"holds predictions made with other settings ({'; '.join(diff)}); rerun with "
                          "--overwrite to replace them, or write to another folder", file=out)
@@ -345,7 +349,8 @@ def _judge_config(judge, kind, bench, recs, templates, **args) -> dict:
             "base_url": args["base_url"] if args["backend"] == "openai" else None,
             "device": args["device"], "attn": args["attn"] if kind != "heuristic" else None,
             "shared_prefix": args["shared_prefix"] if kind == "scalar" else None,
-            "batch_size": args["batch_size"] if kind in ("scalar", "generative") else None}
+            "batch_size": args["batch_size"] if kind in ("scalar", "generative") else None,
+            "weights": args.get("weights")}
 
 
 def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, orders: int = 2,
@@ -361,7 +366,9 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
     ``judge`` is a preset, a model folder or hub id, or (``kind='heuristic'``) one of
     ``random``/``longer``/``overlap``. ``loaded`` is an already loaded ``models.Loaded`` (a model
     trained in the same notebook); it is used instead of loading ``judge``. A rerun with the same
-    settings resumes; other settings are refused unless ``overwrite``; ``retry_errors`` judges again
+    settings resumes; other settings are refused unless ``overwrite``. A ``loaded`` model is known by
+    its weights (:func:`.models.weights_fingerprint`): retrained since, its old predictions are stale
+    and are judged again. ``retry_errors`` judges again
     the items whose judging raised. ``backend="openai"`` judges through an OpenAI-compatible server
     (``served_args``: ``base_url`` and the options of :class:`.served.OpenAIChatJudge`).
     """
@@ -373,7 +380,8 @@ def run_judge(judge: str, *, kind: str, bench: Any, out_dir: str | os.PathLike, 
                            order_seed=order_seed, tasks=tasks, limit=limit, quantization=quantization,
                            max_new_tokens=max_new_tokens, max_input_tokens=max_input_tokens, backend=backend,
                            seed=seed, device=device, attn=attn, shared_prefix=shared_prefix, batch_size=batch_size,
-                           base_url=(served_args or {}).get("base_url"))
+                           base_url=(served_args or {}).get("base_url"),
+                           weights=None if loaded is None else models.weights_fingerprint(loaded.model))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     old = _start_folder(out, config, overwrite=overwrite)
