@@ -387,11 +387,11 @@ class HFGenerativeJudge:
     def judge_items(self, items) -> Any:
         """Judge ``(item, orders)`` pairs, yielding each item's results (or its exception) in order.
 
-        Up to ``batch_size`` consecutive items go into one left-padded batch, every order of each
-        (:meth:`generate_batch`), while the padded batch stays within :data:`GEN_BATCH_TOKENS`; an item
-        that fits no batch with another is judged alone (:meth:`judge_item`, which shares its orders'
-        prefix). Decoding reads the weights once per step for the whole batch, which is where a CPU
-        spends its time (measured in benchmarks/RESULTS.md). A batch that raises is judged again item
+        Up to ``batch_size`` consecutive items go into one batch (:meth:`generate_batch`), every order
+        of each, with each item's common prefix prefilled once, while the padded batch stays within
+        :data:`GEN_BATCH_TOKENS`; an item that fits no batch with another is judged alone
+        (:meth:`judge_item`, which shares its orders' prefix too). A batch decodes all its rows in one
+        step per token (measured in benchmarks/RESULTS.md). A batch that raises is judged again item
         by item, so that an error lands on its own item only.
         """
         cls = type(self)  # pointwise and vLLM judges keep their own per-item paths
